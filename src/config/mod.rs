@@ -1,0 +1,611 @@
+//! Configuration: raw TOML (+ environment) → validated [`Config`].
+//!
+//! Sources, later ones winning (issue #2 §2):
+//! 1. built-in defaults that work out of the box ([`Config::default`]);
+//! 2. the file given by `--config FILE`, else `./smartdesk.toml` if it exists;
+//! 3. environment variables `SMARTDESK__SECTION__KEY` (e.g. `SMARTDESK__SIP__LISTEN`).
+//!
+//! The `config` crate merges the sources. Validation is ours because serde stops at the
+//! first error while an admin fixing a file wants **all** of them at once, each with the
+//! file (or "the environment") and the dotted key: every leaf is checked against
+//! [`SCHEMA`] on its own, unknown keys are collected, then semantic checks run.
+
+pub mod profiles;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hours::CalendarConfig;
+pub use profiles::{NumberFormat, Profiles, SeatProfile, Transport, Trunk};
+
+/// The environment prefix; `__` separates prefix, section and key so that single
+/// underscores stay usable inside key names (`SMARTDESK__MEDIA__RTP_PORT_MIN`).
+pub const ENV_PREFIX: &str = "SMARTDESK";
+/// File read when no `--config` is given, if present in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "smartdesk.toml";
+/// Data directory relative to the working directory, so a fresh checkout runs as is.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// SQLite file inside the data directory when no ledger URL is configured.
+pub const DEFAULT_SQLITE_FILE: &str = "smartdesk.db";
+/// Standard SIP port; carriers expect it.
+pub const DEFAULT_SIP_LISTEN: &str = "0.0.0.0:5060";
+/// Loopback only: the console must not face the network without TLS in front (README).
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
+/// 10,000 ports = 5,000 concurrent calls at two ports (RTP+RTCP) per leg pair side.
+pub const DEFAULT_RTP_PORT_MIN: u16 = 20000;
+pub const DEFAULT_RTP_PORT_MAX: u16 = 29999;
+/// RFC 3261 §17.1.1.1 recommended timer values.
+pub const DEFAULT_T1_MS: u64 = 500;
+pub const DEFAULT_T2_MS: u64 = 4000;
+pub const DEFAULT_T4_MS: u64 = 5000;
+/// A call whose media stopped this long is treated as dead (lost BYE, crashed phone).
+pub const DEFAULT_MEDIA_TIMEOUT_S: u64 = 60;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub ledger: LedgerConfig,
+    pub sip: SipConfig,
+    pub media: MediaConfig,
+    pub web: WebConfig,
+    pub log: LogConfig,
+    pub billing: BillingConfig,
+    pub hours: CalendarConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Holds the SQLite ledger, the control socket, spools and recordings.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// `sqlite:PATH` or `postgres://…`; empty means `sqlite:<data_dir>/smartdesk.db`.
+    pub url: String,
+    /// Pool size; PostgreSQL benefits from more, SQLite serialises writes anyway.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    pub listen: SocketAddr,
+    pub udp: bool,
+    pub tcp: bool,
+    /// Address written into Via/Contact/SDP when `listen` is a wildcard; empty = derive.
+    pub advertised_address: String,
+    pub profiles_dir: PathBuf,
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    pub media_timeout_s: u64,
+    pub prompts_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `smartdesk=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// SPEC §6 complaint rule: flag only (false, the company decides) or suspend at once.
+    pub auto_suspend_on_complaints: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            daemon: DaemonConfig {
+                data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            },
+            ledger: LedgerConfig {
+                url: String::new(),
+                max_connections: 8,
+            },
+            sip: SipConfig {
+                listen: DEFAULT_SIP_LISTEN.parse().expect("constant address"),
+                udp: true,
+                tcp: true,
+                advertised_address: String::new(),
+                profiles_dir: PathBuf::from("./sip-profiles"),
+                t1_ms: DEFAULT_T1_MS,
+                t2_ms: DEFAULT_T2_MS,
+                t4_ms: DEFAULT_T4_MS,
+            },
+            media: MediaConfig {
+                rtp_port_min: DEFAULT_RTP_PORT_MIN,
+                rtp_port_max: DEFAULT_RTP_PORT_MAX,
+                media_timeout_s: DEFAULT_MEDIA_TIMEOUT_S,
+                prompts_dir: PathBuf::from("./prompts"),
+            },
+            web: WebConfig {
+                listen: DEFAULT_WEB_LISTEN.parse().expect("constant address"),
+            },
+            log: LogConfig {
+                format: LogFormat::Human,
+                level: "info".into(),
+            },
+            billing: BillingConfig {
+                auto_suspend_on_complaints: false,
+            },
+            hours: CalendarConfig::default(),
+        }
+    }
+}
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Config::default().daemon
+    }
+}
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Config::default().ledger
+    }
+}
+impl Default for SipConfig {
+    fn default() -> Self {
+        Config::default().sip
+    }
+}
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Config::default().media
+    }
+}
+impl Default for WebConfig {
+    fn default() -> Self {
+        Config::default().web
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        Config::default().log
+    }
+}
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Config::default().billing
+    }
+}
+
+/// One problem found while loading; `origin` is a file path or "the environment".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub origin: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+    }
+}
+
+/// All problems at once (issue #2 §2: `check-config` reports **all** errors).
+#[derive(Debug, thiserror::Error)]
+#[error("{} configuration error(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+type LeafCheck = fn(config::Value) -> Result<(), String>;
+
+fn check<T: serde::de::DeserializeOwned>(v: config::Value) -> Result<(), String> {
+    v.try_deserialize::<T>()
+        .map(|_| ())
+        .map_err(|e| strip_origin(&e.to_string()))
+}
+
+/// The `config` crate appends " for key `x` in FILE"; we print origin and key ourselves.
+fn strip_origin(msg: &str) -> String {
+    match msg.find(" for key `") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Every leaf key with the type it must deserialize to. A unit test keeps this list
+/// and the structs above in step (a key missing here would be reported as unknown).
+const SCHEMA: &[(&str, LeafCheck)] = &[
+    ("daemon.data_dir", check::<PathBuf>),
+    ("ledger.url", check::<String>),
+    ("ledger.max_connections", check::<u32>),
+    ("sip.listen", check::<SocketAddr>),
+    ("sip.udp", check::<bool>),
+    ("sip.tcp", check::<bool>),
+    ("sip.advertised_address", check::<String>),
+    ("sip.profiles_dir", check::<PathBuf>),
+    ("sip.t1_ms", check::<u64>),
+    ("sip.t2_ms", check::<u64>),
+    ("sip.t4_ms", check::<u64>),
+    ("media.rtp_port_min", check::<u16>),
+    ("media.rtp_port_max", check::<u16>),
+    ("media.media_timeout_s", check::<u64>),
+    ("media.prompts_dir", check::<PathBuf>),
+    ("web.listen", check::<SocketAddr>),
+    ("log.format", check::<LogFormat>),
+    ("log.level", check::<String>),
+    ("billing.auto_suspend_on_complaints", check::<bool>),
+    // The service calendar is validated as a whole by `hours::CalendarConfig`.
+    ("hours", check::<CalendarConfig>),
+];
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    /// `--config FILE`; `None` = `./smartdesk.toml` if present.
+    pub file: Option<PathBuf>,
+    /// Environment to read `SMARTDESK__*` from; `None` = the process environment.
+    /// Tests pass a map so they never mutate the global environment.
+    pub env: Option<std::collections::HashMap<String, String>>,
+}
+
+impl Config {
+    /// Load, merge and validate. Opens no socket and no database.
+    pub fn load(source: &ConfigSource) -> Result<(Config, Option<PathBuf>), ConfigErrors> {
+        let file = match &source.file {
+            Some(f) => {
+                if !f.is_file() {
+                    return Err(ConfigErrors(vec![ConfigProblem {
+                        origin: f.display().to_string(),
+                        key: "--config".into(),
+                        message: "file not found".into(),
+                    }]));
+                }
+                Some(f.clone())
+            }
+            None => {
+                let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+                p.is_file().then_some(p)
+            }
+        };
+        let mut builder = config::Config::builder();
+        if let Some(f) = &file {
+            builder = builder.add_source(
+                config::File::from(f.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(source.env.as_ref().map(|m| m.clone().into_iter().collect()));
+        builder = builder.add_source(env);
+        let origin_file = file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "the environment".into());
+        let merged = builder.build().map_err(|e| {
+            ConfigErrors(vec![ConfigProblem {
+                origin: origin_file.clone(),
+                key: "(file)".into(),
+                message: e.to_string(),
+            }])
+        })?;
+        let cfg = Self::from_tree(merged.cache)?;
+        Ok((cfg, file))
+    }
+
+    /// Validate a merged tree leaf by leaf, then as a whole; every problem is kept.
+    fn from_tree(root: config::Value) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+        let table = match root.kind {
+            config::ValueKind::Table(t) => t,
+            config::ValueKind::Nil => Default::default(),
+            _ => {
+                return Err(ConfigErrors(vec![ConfigProblem {
+                    origin: "configuration".into(),
+                    key: "(root)".into(),
+                    message: "expected a table".into(),
+                }]))
+            }
+        };
+        let sections: BTreeSet<&str> = SCHEMA
+            .iter()
+            .map(|(k, _)| k.split('.').next().unwrap_or(k))
+            .collect();
+        for (section, value) in &table {
+            if !sections.contains(section.as_str()) {
+                problems.push(problem(value, section, "unknown section"));
+                continue;
+            }
+            if let Some((_, chk)) = SCHEMA.iter().find(|(k, _)| k == section) {
+                // a section validated as a whole (e.g. `hours`)
+                if let Err(m) = chk(value.clone()) {
+                    problems.push(problem(value, section, &m));
+                }
+                continue;
+            }
+            let config::ValueKind::Table(inner) = &value.kind else {
+                problems.push(problem(value, section, "expected a table"));
+                continue;
+            };
+            for (key, leaf) in inner {
+                let path = format!("{section}.{key}");
+                match SCHEMA.iter().find(|(k, _)| *k == path) {
+                    None => problems.push(problem(leaf, &path, "unknown key")),
+                    Some((_, chk)) => {
+                        if let Err(m) = chk(leaf.clone()) {
+                            problems.push(problem(leaf, &path, &m));
+                        }
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
+        }
+        let tree = config::Value::new(None, config::ValueKind::Table(table));
+        let cfg: Config = tree.try_deserialize().map_err(|e| {
+            ConfigErrors(vec![ConfigProblem {
+                origin: "configuration".into(),
+                key: "(structure)".into(),
+                message: e.to_string(),
+            }])
+        })?;
+        let semantic = cfg.validate();
+        if semantic.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(semantic))
+        }
+    }
+
+    /// Checks that need more than one key or more than a type.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut p = |key: &str, message: String| {
+            out.push(ConfigProblem {
+                origin: "configuration".into(),
+                key: key.into(),
+                message,
+            })
+        };
+        if self.media.rtp_port_min >= self.media.rtp_port_max {
+            p(
+                "media.rtp_port_min",
+                format!(
+                    "must be below media.rtp_port_max ({} >= {})",
+                    self.media.rtp_port_min, self.media.rtp_port_max
+                ),
+            );
+        }
+        if self.media.rtp_port_min < 1024 {
+            p(
+                "media.rtp_port_min",
+                "must be 1024 or above (privileged ports)".into(),
+            );
+        }
+        if self.media.rtp_port_min % 2 != 0 {
+            p(
+                "media.rtp_port_min",
+                "must be even (RTP on even ports, RTCP on the next odd one)".into(),
+            );
+        }
+        if !self.sip.udp && !self.sip.tcp {
+            p("sip.udp", "at least one of sip.udp and sip.tcp must be true".into());
+        }
+        if self.sip.t1_ms == 0 || self.sip.t1_ms > 10_000 {
+            p("sip.t1_ms", "must be between 1 and 10000".into());
+        }
+        if self.sip.t2_ms < self.sip.t1_ms {
+            p("sip.t2_ms", "must not be below sip.t1_ms".into());
+        }
+        if self.sip.t4_ms == 0 {
+            p("sip.t4_ms", "must be above 0".into());
+        }
+        if self.media.media_timeout_s < 5 {
+            p(
+                "media.media_timeout_s",
+                "must be at least 5 seconds".into(),
+            );
+        }
+        if !self.sip.advertised_address.is_empty()
+            && self.sip.advertised_address.parse::<std::net::IpAddr>().is_err()
+        {
+            p(
+                "sip.advertised_address",
+                format!("not an IP address: {:?}", self.sip.advertised_address),
+            );
+        }
+        if self.ledger.max_connections == 0 {
+            p("ledger.max_connections", "must be at least 1".into());
+        }
+        if !self.ledger.url.is_empty()
+            && !(self.ledger.url.starts_with("sqlite:")
+                || self.ledger.url.starts_with("postgres://")
+                || self.ledger.url.starts_with("postgresql://"))
+        {
+            p(
+                "ledger.url",
+                "must start with sqlite:, postgres:// or postgresql://".into(),
+            );
+        }
+        if self.log.level.trim().is_empty()
+            || tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err()
+        {
+            p("log.level", format!("not a log filter: {:?}", self.log.level));
+        }
+        for m in self.hours.validate() {
+            p("hours", m);
+        }
+        out
+    }
+
+    /// The ledger URL in force: the configured one, else SQLite in the data directory.
+    pub fn ledger_url(&self) -> String {
+        if self.ledger.url.is_empty() {
+            format!(
+                "sqlite:{}",
+                self.daemon.data_dir.join(DEFAULT_SQLITE_FILE).display()
+            )
+        } else {
+            self.ledger.url.clone()
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.daemon.data_dir
+    }
+}
+
+fn problem(v: &config::Value, key: &str, message: &str) -> ConfigProblem {
+    ConfigProblem {
+        origin: v.origin().unwrap_or("configuration").to_string(),
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load_str(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("smartdesk.toml");
+        std::fs::write(&f, toml_text).expect("write");
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&ConfigSource {
+            file: Some(f),
+            env: Some(env),
+        })
+        .map(|(c, _)| c)
+    }
+
+    #[test]
+    fn defaults_work_out_of_the_box() {
+        let c = load_str("", &[]).expect("defaults are valid");
+        assert_eq!(c, Config::default());
+        assert_eq!(c.ledger_url(), "sqlite:./data/smartdesk.db");
+        assert_eq!(c.sip.listen.to_string(), "0.0.0.0:5060");
+        assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (20000, 29999));
+    }
+
+    #[test]
+    fn schema_lists_every_key_of_the_structs() {
+        let v = toml::Value::try_from(Config::default()).expect("serialize");
+        let mut keys = BTreeSet::new();
+        for (section, t) in v.as_table().expect("table") {
+            if SCHEMA.iter().any(|(k, _)| k == section) {
+                keys.insert(section.clone());
+                continue;
+            }
+            for key in t.as_table().expect("section table").keys() {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+        let schema: BTreeSet<String> = SCHEMA.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(keys, schema);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let c = load_str(
+            "[sip]\nlisten = \"127.0.0.1:5070\"\n",
+            &[
+                ("SMARTDESK__SIP__LISTEN", "127.0.0.1:5080"),
+                ("SMARTDESK__MEDIA__RTP_PORT_MIN", "30000"),
+                ("SMARTDESK__MEDIA__RTP_PORT_MAX", "30100"),
+                ("SMARTDESK_TEST_POSTGRES_URL", "ignored: single underscore"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.sip.listen.to_string(), "127.0.0.1:5080");
+        assert_eq!(c.media.rtp_port_min, 30000);
+    }
+
+    #[test]
+    fn all_errors_reported_at_once_with_file_and_key() {
+        let err = load_str(
+            "[sip]\nlisten = \"nowhere\"\nbogus = 1\n[media]\nrtp_port_min = \"x\"\n[nosuch]\na = 1\n",
+            &[("SMARTDESK__WEB__LISTEN", "not-an-addr")],
+        )
+        .expect_err("invalid");
+        let keys: BTreeSet<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "sip.listen",
+            "sip.bogus",
+            "media.rtp_port_min",
+            "nosuch",
+            "web.listen",
+        ] {
+            assert!(keys.contains(k), "missing {k} in {err}");
+        }
+        let web = err.0.iter().find(|p| p.key == "web.listen").expect("web");
+        assert_eq!(web.origin, "the environment");
+        let sip = err.0.iter().find(|p| p.key == "sip.listen").expect("sip");
+        assert!(sip.origin.ends_with("smartdesk.toml"), "{}", sip.origin);
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let err = load_str(
+            "[media]\nrtp_port_min = 30001\nrtp_port_max = 30000\n[sip]\nudp = false\ntcp = false\n[ledger]\nurl = \"mysql://x\"\n",
+            &[],
+        )
+        .expect_err("invalid");
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"media.rtp_port_min"));
+        assert!(keys.contains(&"sip.udp"));
+        assert!(keys.contains(&"ledger.url"));
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Config::load(&ConfigSource {
+            file: Some("/nonexistent/smartdesk.toml".into()),
+            env: Some(HashMap::new()),
+        })
+        .expect_err("missing");
+        assert_eq!(err.0[0].key, "--config");
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("smartdesk.example.toml");
+        let (c, _) = Config::load(&ConfigSource {
+            file: Some(p),
+            env: Some(HashMap::new()),
+        })
+        .expect("example config is valid");
+        assert_eq!(c.sip.listen.port(), 5060);
+    }
+}

@@ -1,0 +1,209 @@
+//! Call rows and call events: the billing truth (SPEC §3).
+//!
+//! A call row is keyed by (trunk, Call-ID, From-tag). The insert is
+//! `ON CONFLICT DO NOTHING`, so a retransmitted or re-sent INVITE of the same call finds
+//! the existing row instead of counting again, and two racing inserts cannot both win.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{on_pool, Ledger, LedgerError};
+
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub trunk: String,
+    pub sip_call_id: String,
+    /// Empty for RFC 2543 peers that send no From-tag.
+    pub from_tag: String,
+    pub contractor_id: Option<i64>,
+    /// The called number, E.164.
+    pub number: String,
+    /// `None` when the caller withheld its identity (非通知).
+    pub caller: Option<String>,
+    pub caller_withheld: bool,
+    pub billable: bool,
+    /// Set when the outcome is known at arrival (e.g. `suspended`, `not_in_contract`).
+    pub outcome: Option<String>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// What `calls --json` prints (issue #2 §5 names these fields).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct CallView {
+    pub id: i64,
+    pub trunk: String,
+    /// The carrier leg's SIP Call-ID.
+    pub call_id: String,
+    pub contractor_id: Option<i64>,
+    pub number: String,
+    pub caller: Option<String>,
+    pub caller_withheld: bool,
+    pub outcome: Option<String>,
+    pub billable: bool,
+    pub started_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The seat's name.
+    pub seat: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// Inclusive lower bound on `started_at`.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound on `started_at`.
+    pub to: Option<DateTime<Utc>>,
+    pub contractor_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutcomeCount {
+    pub outcome: String,
+    pub count: u32,
+}
+
+/// Outcome label for calls whose row has no outcome yet.
+pub const IN_PROGRESS: &str = "in_progress";
+
+impl Ledger {
+    /// Durably record that a call exists. Returns the row id and whether this call
+    /// created it (`false` = a duplicate of an already-counted call).
+    pub async fn insert_call(&self, c: &NewCall) -> Result<(i64, bool), LedgerError> {
+        let inserted: Option<i64> = on_pool!(self, |p| {
+            sqlx::query_scalar(
+                "INSERT INTO calls (trunk, sip_call_id, from_tag, contractor_id, number, caller,
+                                    caller_withheld, outcome, billable, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (trunk, sip_call_id, from_tag) DO NOTHING RETURNING id",
+            )
+            .bind(&c.trunk)
+            .bind(&c.sip_call_id)
+            .bind(&c.from_tag)
+            .bind(c.contractor_id)
+            .bind(&c.number)
+            .bind(&c.caller)
+            .bind(c.caller_withheld)
+            .bind(&c.outcome)
+            .bind(c.billable)
+            .bind(c.started_at)
+            .fetch_optional(p)
+            .await?
+        });
+        if let Some(id) = inserted {
+            return Ok((id, true));
+        }
+        let id: i64 = on_pool!(self, |p| {
+            sqlx::query_scalar(
+                "SELECT id FROM calls WHERE trunk = $1 AND sip_call_id = $2 AND from_tag = $3",
+            )
+            .bind(&c.trunk)
+            .bind(&c.sip_call_id)
+            .bind(&c.from_tag)
+            .fetch_one(p)
+            .await?
+        });
+        Ok((id, false))
+    }
+
+    /// Record the end state of a call. Fields already set are kept (COALESCE), so a
+    /// late or repeated update cannot erase what an earlier one wrote.
+    pub async fn finish_call(
+        &self,
+        id: i64,
+        outcome: &str,
+        seat_id: Option<i64>,
+        answered_at: Option<DateTime<Utc>>,
+        ended_at: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE calls SET outcome = COALESCE(outcome, $1), seat_id = COALESCE(seat_id, $2),
+                        answered_at = COALESCE(answered_at, $3), ended_at = COALESCE(ended_at, $4)
+                 WHERE id = $5",
+            )
+            .bind(outcome)
+            .bind(seat_id)
+            .bind(answered_at)
+            .bind(ended_at)
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    pub async fn add_call_event(
+        &self,
+        call_row: i64,
+        kind: &str,
+        seat_id: Option<i64>,
+        detail: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO call_events (call_id, at, kind, seat_id, detail) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(call_row)
+            .bind(at)
+            .bind(kind)
+            .bind(seat_id)
+            .bind(detail.to_string())
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    pub async fn calls(&self, f: &CallFilter) -> Result<Vec<CallView>, LedgerError> {
+        let rows: Vec<CallView> = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT c.id, c.trunk, c.sip_call_id AS call_id, c.contractor_id, c.number, c.caller,
+                        c.caller_withheld, c.outcome, c.billable, c.started_at, c.answered_at,
+                        c.ended_at, s.name AS seat
+                 FROM calls c LEFT JOIN seats s ON s.id = c.seat_id
+                 WHERE ($1 IS NULL OR c.started_at >= $1)
+                   AND ($2 IS NULL OR c.started_at < $2)
+                   AND ($3 IS NULL OR c.contractor_id = $3)
+                 ORDER BY c.started_at, c.id",
+            )
+            .bind(f.from)
+            .bind(f.to)
+            .bind(f.contractor_id)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Billable calls of one contractor in `[from, to)`, by outcome (SPEC §3, §5).
+    pub async fn billable_counts(
+        &self,
+        contractor_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<OutcomeCount>, LedgerError> {
+        let rows: Vec<(Option<String>, i64)> = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT outcome, COUNT(*) FROM calls
+                 WHERE contractor_id = $1 AND billable = $2 AND started_at >= $3 AND started_at < $4
+                 GROUP BY outcome ORDER BY outcome",
+            )
+            .bind(contractor_id)
+            .bind(true)
+            .bind(from)
+            .bind(to)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(o, n)| OutcomeCount {
+                outcome: o.unwrap_or_else(|| IN_PROGRESS.to_string()),
+                count: u32::try_from(n).unwrap_or(u32::MAX),
+            })
+            .collect())
+    }
+}

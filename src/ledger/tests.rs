@@ -1,0 +1,259 @@
+//! Ledger behaviour on both backends.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+
+use super::testing::both_backends;
+use super::*;
+use crate::contract::Plan;
+use crate::number::E164;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
+}
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+}
+
+fn abc() -> NewContractor {
+    NewContractor {
+        name: "株式会社ABC".into(),
+        greeting: "はい、株式会社ABCでございます".into(),
+        plan: "SD100".parse::<Plan>().expect("plan"),
+        hearing: false,
+        hearing_items: vec![],
+        start_date: d("2026-11-16"),
+    }
+}
+
+fn call(ledger_contractor: Option<i64>, call_id: &str, tag: &str, started: &str) -> NewCall {
+    NewCall {
+        trunk: "carrier".into(),
+        sip_call_id: call_id.into(),
+        from_tag: tag.into(),
+        contractor_id: ledger_contractor,
+        number: "+81312345678".into(),
+        caller: Some("+819012345678".into()),
+        caller_withheld: false,
+        billable: true,
+        outcome: None,
+        started_at: at(started),
+    }
+}
+
+both_backends!(sqlite_durability_or_pg, |l| {
+    match l.backend() {
+        Backend::Sqlite => {
+            let (mode, sync) = l.sqlite_pragmas().await.expect("pragmas").expect("sqlite");
+            assert_eq!(mode.to_ascii_lowercase(), "wal");
+            assert_eq!(sync, 2, "synchronous=FULL");
+        }
+        Backend::Postgres => l.ping().await.expect("ping"),
+    }
+});
+
+both_backends!(migrations_are_idempotent, |l| {
+    l.migrate().await.expect("second migrate is a no-op");
+});
+
+both_backends!(contractor_round_trip, |l| {
+    let now = at("2026-11-25T01:02:03Z");
+    let c = l.add_contractor(&abc(), now).await.expect("add");
+    assert!(c.id > 0);
+    let back = l.contractor(c.id).await.expect("get");
+    assert_eq!(back, c);
+    assert_eq!(back.greeting, "はい、株式会社ABCでございます");
+    assert_eq!(back.created_at, now);
+    assert_eq!(back.state, ContractorState::Active);
+    let all = l.contractors().await.expect("list");
+    assert_eq!(all.len(), 1);
+    assert!(matches!(
+        l.contractor(c.id + 100).await,
+        Err(LedgerError::NotFound { .. })
+    ));
+});
+
+both_backends!(numbers_are_unique_and_released, |l| {
+    let now = at("2026-11-25T00:00:00Z");
+    let a = l.add_contractor(&abc(), now).await.expect("a");
+    let b = l.add_contractor(&abc(), now).await.expect("b");
+    let n = E164::parse_jp("03-1234-5678").expect("n");
+    l.assign_number(a.id, &n, now).await.expect("assign");
+    let dup = l.assign_number(b.id, &n, now).await;
+    assert!(matches!(dup, Err(LedgerError::Conflict(ref m)) if m.contains("+81312345678")), "{dup:?}");
+    assert_eq!(l.number_owner(&n).await.expect("owner"), Some(a.id));
+    assert_eq!(l.numbers().await.expect("list").len(), 1);
+    l.release_number(&n, now).await.expect("release");
+    assert_eq!(l.number_owner(&n).await.expect("owner"), None);
+    assert!(matches!(l.release_number(&n, now).await, Err(LedgerError::NotFound { .. })));
+    l.assign_number(b.id, &n, now).await.expect("reassign after release");
+    assert_eq!(l.number_owner(&n).await.expect("owner"), Some(b.id));
+    assert!(matches!(
+        l.assign_number(999, &E164::parse_jp("0311112222").expect("n"), now).await,
+        Err(LedgerError::NotFound { .. })
+    ));
+});
+
+both_backends!(suspension_and_resume, |l| {
+    let now = at("2026-11-25T00:00:00Z");
+    let c = l.add_contractor(&abc(), now).await.expect("add");
+    l.suspend(c.id, "breach", d("2026-11-25"), now).await.expect("suspend");
+    assert_eq!(l.contractor(c.id).await.expect("c").state, ContractorState::Suspended);
+    assert!(matches!(
+        l.suspend(c.id, "again", d("2026-11-25"), now).await,
+        Err(LedgerError::Conflict(_))
+    ));
+    l.resume(c.id, at("2026-11-26T00:00:00Z")).await.expect("resume");
+    assert_eq!(l.contractor(c.id).await.expect("c").state, ContractorState::Active);
+    assert!(matches!(l.resume(c.id, now).await, Err(LedgerError::Conflict(_))));
+    let s = l.suspensions(c.id).await.expect("list");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].ended_at, Some(at("2026-11-26T00:00:00Z")));
+});
+
+both_backends!(plan_changes_and_cancellation, |l| {
+    let now = at("2026-11-25T00:00:00Z");
+    let c = l.add_contractor(&abc(), now).await.expect("add");
+    let plan: Plan = "SD100".parse().expect("plan");
+    l.add_plan_change(c.id, plan, true, d("2026-12-25"), d("2027-01-01"), now)
+        .await
+        .expect("change");
+    let pcs = l.plan_changes(c.id).await.expect("list");
+    assert_eq!(pcs.len(), 1);
+    assert!(pcs[0].hearing);
+    assert_eq!(pcs[0].effective_on, d("2027-01-01"));
+    let cancel = CancellationRow {
+        contractor_id: c.id,
+        received_on: d("2027-01-20"),
+        end_month: None,
+        effective_end: d("2027-01-31"),
+        fee_waived: false,
+    };
+    l.add_cancellation(&cancel, now).await.expect("cancel");
+    assert!(matches!(l.add_cancellation(&cancel, now).await, Err(LedgerError::Conflict(_))));
+    assert_eq!(l.cancellation(c.id).await.expect("get"), Some(cancel));
+});
+
+both_backends!(a_call_is_counted_once, |l| {
+    let c = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("add");
+    let first = l
+        .insert_call(&call(Some(c.id), "abc@host", "t1", "2026-11-20T01:00:00Z"))
+        .await
+        .expect("insert");
+    assert!(first.1, "first INVITE creates the row");
+    let again = l
+        .insert_call(&call(Some(c.id), "abc@host", "t1", "2026-11-20T01:00:01Z"))
+        .await
+        .expect("dup");
+    assert_eq!(again, (first.0, false), "a re-sent INVITE finds the same row");
+    let other_tag = l
+        .insert_call(&call(Some(c.id), "abc@host", "t2", "2026-11-20T01:00:02Z"))
+        .await
+        .expect("other");
+    assert!(other_tag.1, "a different From-tag is a different call");
+    l.finish_call(first.0, "answered", None, Some(at("2026-11-20T01:00:05Z")), at("2026-11-20T01:03:00Z"))
+        .await
+        .expect("finish");
+    // A later, conflicting completion does not overwrite what was recorded.
+    l.finish_call(first.0, "abandoned", None, None, at("2026-11-20T01:09:00Z"))
+        .await
+        .expect("finish again");
+    l.add_call_event(first.0, "answered", None, &serde_json::json!({"wait_ms": 5000}), at("2026-11-20T01:00:05Z"))
+        .await
+        .expect("event");
+    let calls = l.calls(&CallFilter::default()).await.expect("calls");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].call_id, "abc@host");
+    assert_eq!(calls[0].outcome.as_deref(), Some("answered"));
+    assert_eq!(calls[0].ended_at, Some(at("2026-11-20T01:03:00Z")));
+    let counts = l
+        .billable_counts(c.id, at("2026-11-01T00:00:00Z"), at("2026-12-01T00:00:00Z"))
+        .await
+        .expect("counts");
+    let total: u32 = counts.iter().map(|c| c.count).sum();
+    assert_eq!(total, 2);
+});
+
+both_backends!(concurrent_duplicate_inserts_make_one_row, |l| {
+    let c = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("add");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let l = l.clone();
+        let nc = call(Some(c.id), "race@host", "tag", "2026-11-20T01:00:00Z");
+        tasks.push(tokio::spawn(async move {
+            let _ = i;
+            l.insert_call(&nc).await.expect("insert")
+        }));
+    }
+    let mut created = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (id, new) = t.await.expect("join");
+        ids.insert(id);
+        if new {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+});
+
+both_backends!(call_filters_by_month_and_contractor, |l| {
+    let a = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("a");
+    let b = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("b");
+    // 2026-11-30T15:00Z is 2026-12-01 00:00 in Tokyo: December by the billing month.
+    l.insert_call(&call(Some(a.id), "1", "", "2026-11-30T14:59:59Z")).await.expect("1");
+    l.insert_call(&call(Some(a.id), "2", "", "2026-11-30T15:00:00Z")).await.expect("2");
+    l.insert_call(&call(Some(b.id), "3", "", "2026-11-10T00:00:00Z")).await.expect("3");
+    let tokyo = chrono_tz::Asia::Tokyo;
+    let nov_from = tokyo.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("t").with_timezone(&Utc);
+    let dec_from = tokyo.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("t").with_timezone(&Utc);
+    let nov_a = l
+        .calls(&CallFilter { from: Some(nov_from), to: Some(dec_from), contractor_id: Some(a.id) })
+        .await
+        .expect("calls");
+    assert_eq!(nov_a.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(), vec!["1"]);
+    let all_nov = l
+        .calls(&CallFilter { from: Some(nov_from), to: Some(dec_from), contractor_id: None })
+        .await
+        .expect("calls");
+    assert_eq!(all_nov.len(), 2);
+});
+
+both_backends!(first_responses_are_immutable, |l| {
+    let c = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("a");
+    let (call_id, _) = l.insert_call(&call(Some(c.id), "fr", "", "2026-11-10T00:00:00Z")).await.expect("call");
+    let id = l.raw_insert_first_response_for_test(call_id, c.id).await.expect("insert");
+    let upd = l.raw_update_first_response_for_test(id).await;
+    assert!(upd.is_err(), "UPDATE must be refused by the ledger itself");
+});
+
+both_backends!(seats_keep_only_hashes, |l| {
+    let s = l
+        .add_seat(
+            &NewSeat {
+                name: "op1".into(),
+                realm: "smartdesk".into(),
+                ha1_md5: "a".repeat(32),
+                ha1_sha256: "b".repeat(64),
+                web_password: None,
+            },
+            at("2026-11-01T00:00:00Z"),
+        )
+        .await
+        .expect("add");
+    assert_eq!(s.name, "op1");
+    let json = serde_json::to_string(&s).expect("json");
+    assert!(!json.contains("aaaa") && !json.contains("bbbb"), "secrets must not serialise: {json}");
+    assert!(matches!(
+        l.add_seat(
+            &NewSeat { name: "op1".into(), realm: "r".into(), ha1_md5: "x".into(), ha1_sha256: "y".into(), web_password: None },
+            at("2026-11-01T00:00:00Z")
+        )
+        .await,
+        Err(LedgerError::Conflict(_))
+    ));
+    assert_eq!(l.seats().await.expect("list").len(), 1);
+    assert!(l.seat_by_name("op1").await.expect("get").is_some());
+    assert!(l.seat_by_name("nobody").await.expect("get").is_none());
+});

@@ -1,10 +1,16 @@
 //! smartdesk: a telephony daemon for a Japanese phone-answering service (受電代行).
 //!
 //! See README.md for the tour and ../shared/ARCHITECTURE.md for the shape: sans-IO
-//! protocol cores, pure domain rules, one thin tokio edge, SQL only in [`ledger`].
+//! protocol cores ([`sip`]), pure domain rules ([`contract`], [`billing`], [`hours`]),
+//! one thin tokio edge ([`daemon`]), SQL only in [`ledger`].
 
+pub mod billing;
+pub mod cli;
 pub mod config;
 pub mod contract;
+pub mod daemon;
 pub mod hours;
 pub mod ledger;
 pub mod number;
+pub mod password;
+pub mod sip;

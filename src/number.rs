@@ -103,12 +103,28 @@ mod tests {
 
     #[test]
     fn accepts_the_spellings_the_issue_names() {
-        for s in ["03-1234-5678", "0312345678", "+81312345678", "+81-3-1234-5678", "(03) 1234-5678", "+81 03 1234 5678"] {
+        for s in [
+            "03-1234-5678",
+            "0312345678",
+            "+81312345678",
+            "+81-3-1234-5678",
+            "(03) 1234-5678",
+            "+81 03 1234 5678",
+        ] {
             assert_eq!(E164::parse_jp(s).expect(s).as_str(), "+81312345678", "{s}");
         }
-        assert_eq!(E164::parse_jp("090-1234-5678").expect("mobile").as_str(), "+819012345678");
-        assert_eq!(E164::parse_jp("0120-123-456").expect("free").as_str(), "+81120123456");
-        assert_eq!(E164::parse_jp("0800-123-4567").expect("free").as_str(), "+818001234567");
+        assert_eq!(
+            E164::parse_jp("090-1234-5678").expect("mobile").as_str(),
+            "+819012345678"
+        );
+        assert_eq!(
+            E164::parse_jp("0120-123-456").expect("free").as_str(),
+            "+81120123456"
+        );
+        assert_eq!(
+            E164::parse_jp("0800-123-4567").expect("free").as_str(),
+            "+818001234567"
+        );
     }
 
     #[test]
@@ -120,12 +136,33 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_japanese_number() {
         assert_eq!(E164::parse_jp(""), Err(NumberError::Empty));
-        assert!(matches!(E164::parse_jp("03-1234-567x"), Err(NumberError::BadCharacter(_))));
-        assert!(matches!(E164::parse_jp("+1 212 555 0100"), Err(NumberError::NotJapanese(_))));
-        assert!(matches!(E164::parse_jp("1234"), Err(NumberError::NotJapanese(_))));
-        assert!(matches!(E164::parse_jp("0012345678"), Err(NumberError::NotJapanese(_))));
-        assert!(matches!(E164::parse_jp("031234567"), Err(NumberError::BadLength(_))));
-        assert!(matches!(E164::parse_jp("031234567890"), Err(NumberError::BadLength(_))));
-        assert!(matches!(E164::parse_jp("0+3"), Err(NumberError::BadCharacter(_))));
+        assert!(matches!(
+            E164::parse_jp("03-1234-567x"),
+            Err(NumberError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            E164::parse_jp("+1 212 555 0100"),
+            Err(NumberError::NotJapanese(_))
+        ));
+        assert!(matches!(
+            E164::parse_jp("1234"),
+            Err(NumberError::NotJapanese(_))
+        ));
+        assert!(matches!(
+            E164::parse_jp("0012345678"),
+            Err(NumberError::NotJapanese(_))
+        ));
+        assert!(matches!(
+            E164::parse_jp("031234567"),
+            Err(NumberError::BadLength(_))
+        ));
+        assert!(matches!(
+            E164::parse_jp("031234567890"),
+            Err(NumberError::BadLength(_))
+        ));
+        assert!(matches!(
+            E164::parse_jp("0+3"),
+            Err(NumberError::BadCharacter(_))
+        ));
     }
 }

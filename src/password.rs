@@ -1,6 +1,8 @@
 //! Web passwords: argon2id PHC strings (OWASP-recommended parameters are argon2's defaults).
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 
 /// Shortest web password accepted: the console and portal face operators' networks.
@@ -28,7 +30,11 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
 /// Constant-time verification; a malformed stored hash verifies nothing.
 pub fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 

@@ -416,7 +416,10 @@ impl Config {
             );
         }
         if !self.sip.udp && !self.sip.tcp {
-            p("sip.udp", "at least one of sip.udp and sip.tcp must be true".into());
+            p(
+                "sip.udp",
+                "at least one of sip.udp and sip.tcp must be true".into(),
+            );
         }
         if self.sip.t1_ms == 0 || self.sip.t1_ms > 10_000 {
             p("sip.t1_ms", "must be between 1 and 10000".into());
@@ -428,13 +431,14 @@ impl Config {
             p("sip.t4_ms", "must be above 0".into());
         }
         if self.media.media_timeout_s < 5 {
-            p(
-                "media.media_timeout_s",
-                "must be at least 5 seconds".into(),
-            );
+            p("media.media_timeout_s", "must be at least 5 seconds".into());
         }
         if !self.sip.advertised_address.is_empty()
-            && self.sip.advertised_address.parse::<std::net::IpAddr>().is_err()
+            && self
+                .sip
+                .advertised_address
+                .parse::<std::net::IpAddr>()
+                .is_err()
         {
             p(
                 "sip.advertised_address",
@@ -457,7 +461,10 @@ impl Config {
         if self.log.level.trim().is_empty()
             || tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err()
         {
-            p("log.level", format!("not a log filter: {:?}", self.log.level));
+            p(
+                "log.level",
+                format!("not a log filter: {:?}", self.log.level),
+            );
         }
         for m in self.hours.validate() {
             p("hours", m);

@@ -293,10 +293,7 @@ impl SeatProfile {
         if self.min_expires == 0 || self.min_expires > self.max_expires {
             out.push((
                 "min_expires".into(),
-                format!(
-                    "must be between 1 and max_expires ({})",
-                    self.max_expires
-                ),
+                format!("must be between 1 and max_expires ({})", self.max_expires),
             ));
         }
         if self.default_expires < self.min_expires || self.default_expires > self.max_expires {

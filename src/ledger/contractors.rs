@@ -173,8 +173,10 @@ impl Ledger {
 
     pub async fn contractor(&self, id: i64) -> Result<Contractor, LedgerError> {
         let sql = format!("SELECT {CONTRACTOR_COLUMNS} FROM contractors WHERE id = $1");
-        let raw: Option<ContractorRaw> =
-            on_pool!(self, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        let raw: Option<ContractorRaw> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await?);
         raw.ok_or(LedgerError::NotFound {
             what: "contractor",
             id: id.to_string(),
@@ -238,7 +240,10 @@ impl Ledger {
     }
 
     /// Plan changes in the order they were received (later ones win for the same month).
-    pub async fn plan_changes(&self, contractor_id: i64) -> Result<Vec<PlanChangeRow>, LedgerError> {
+    pub async fn plan_changes(
+        &self,
+        contractor_id: i64,
+    ) -> Result<Vec<PlanChangeRow>, LedgerError> {
         let rows: Vec<(i64, String, bool, NaiveDate, NaiveDate)> = on_pool!(self, |p| {
             sqlx::query_as(
                 "SELECT id, plan, hearing, received_on, effective_on FROM plan_changes
@@ -292,7 +297,10 @@ impl Ledger {
         }
     }
 
-    pub async fn cancellation(&self, contractor_id: i64) -> Result<Option<CancellationRow>, LedgerError> {
+    pub async fn cancellation(
+        &self,
+        contractor_id: i64,
+    ) -> Result<Option<CancellationRow>, LedgerError> {
         let row: Option<(NaiveDate, Option<String>, NaiveDate, bool)> = on_pool!(self, |p| {
             sqlx::query_as(
                 "SELECT received_on, end_month, effective_end, fee_waived FROM cancellations WHERE contractor_id = $1",
@@ -301,13 +309,15 @@ impl Ledger {
             .fetch_optional(p)
             .await?
         });
-        Ok(row.map(|(received_on, end_month, effective_end, fee_waived)| CancellationRow {
-            contractor_id,
-            received_on,
-            end_month,
-            effective_end,
-            fee_waived,
-        }))
+        Ok(row.map(
+            |(received_on, end_month, effective_end, fee_waived)| CancellationRow {
+                contractor_id,
+                received_on,
+                end_month,
+                effective_end,
+                fee_waived,
+            },
+        ))
     }
 
     /// Open a suspension; the contractor's calls stop being routed at once (SPEC §6).
@@ -397,25 +407,28 @@ impl Ledger {
     }
 
     pub async fn suspensions(&self, contractor_id: i64) -> Result<Vec<SuspensionRow>, LedgerError> {
-        let rows: Vec<(i64, String, NaiveDate, DateTime<Utc>, Option<DateTime<Utc>>)> = on_pool!(self, |p| {
-            sqlx::query_as(
-                "SELECT id, reason, received_on, effective_from, ended_at FROM suspensions
+        let rows: Vec<(i64, String, NaiveDate, DateTime<Utc>, Option<DateTime<Utc>>)> =
+            on_pool!(self, |p| {
+                sqlx::query_as(
+                    "SELECT id, reason, received_on, effective_from, ended_at FROM suspensions
                  WHERE contractor_id = $1 ORDER BY effective_from, id",
-            )
-            .bind(contractor_id)
-            .fetch_all(p)
-            .await?
-        });
+                )
+                .bind(contractor_id)
+                .fetch_all(p)
+                .await?
+            });
         Ok(rows
             .into_iter()
-            .map(|(id, reason, received_on, effective_from, ended_at)| SuspensionRow {
-                id,
-                contractor_id,
-                reason,
-                received_on,
-                effective_from,
-                ended_at,
-            })
+            .map(
+                |(id, reason, received_on, effective_from, ended_at)| SuspensionRow {
+                    id,
+                    contractor_id,
+                    reason,
+                    received_on,
+                    effective_from,
+                    ended_at,
+                },
+            )
             .collect())
     }
 
@@ -447,7 +460,11 @@ impl Ledger {
         }
     }
 
-    pub async fn release_number(&self, number: &E164, at: DateTime<Utc>) -> Result<(), LedgerError> {
+    pub async fn release_number(
+        &self,
+        number: &E164,
+        at: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
         let n = on_pool!(self, |p| {
             sqlx::query("UPDATE assigned_numbers SET released_at = $1 WHERE number = $2 AND released_at IS NULL")
                 .bind(at)
@@ -487,12 +504,14 @@ impl Ledger {
         });
         Ok(rows
             .into_iter()
-            .map(|(number, contractor_id, contractor_name, assigned_at)| NumberRow {
-                number,
-                contractor_id,
-                contractor_name,
-                assigned_at,
-            })
+            .map(
+                |(number, contractor_id, contractor_name, assigned_at)| NumberRow {
+                    number,
+                    contractor_id,
+                    contractor_name,
+                    assigned_at,
+                },
+            )
             .collect())
     }
 }

@@ -17,7 +17,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub use calls::{CallFilter, CallView, NewCall, OutcomeCount};
 pub use contractors::{
@@ -199,8 +201,12 @@ impl Ledger {
     pub async fn sqlite_pragmas(&self) -> Result<Option<(String, i64)>, LedgerError> {
         match &self.pool {
             Pool::Sqlite(p) => {
-                let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(p).await?;
-                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(p).await?;
+                let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(p)
+                    .await?;
+                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(p)
+                    .await?;
                 Ok(Some((mode, sync)))
             }
             Pool::Postgres(_) => Ok(None),
@@ -220,7 +226,11 @@ mod tests;
 
 #[cfg(test)]
 impl Ledger {
-    async fn raw_insert_first_response_for_test(&self, call: i64, contractor: i64) -> Result<i64, LedgerError> {
+    async fn raw_insert_first_response_for_test(
+        &self,
+        call: i64,
+        contractor: i64,
+    ) -> Result<i64, LedgerError> {
         Ok(on_pool!(self, |p| {
             sqlx::query_scalar(
                 "INSERT INTO first_responses (call_id, contractor_id, callback_wanted, category, written_by, created_at)

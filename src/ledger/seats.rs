@@ -63,8 +63,7 @@ impl From<SeatRaw> for Seat {
     }
 }
 
-const SEAT_COLUMNS: &str =
-    "id, name, realm, ha1_md5, ha1_sha256, web_password, skills, created_at";
+const SEAT_COLUMNS: &str = "id, name, realm, ha1_md5, ha1_sha256, web_password, skills, created_at";
 
 impl Ledger {
     pub async fn add_seat(&self, s: &NewSeat, at: DateTime<Utc>) -> Result<Seat, LedgerError> {
@@ -84,9 +83,10 @@ impl Ledger {
                 .await
         });
         match r {
-            Err(e) if LedgerError::is_unique_violation(&e) => Err(LedgerError::Conflict(
-                format!("seat {:?} already exists", s.name),
-            )),
+            Err(e) if LedgerError::is_unique_violation(&e) => Err(LedgerError::Conflict(format!(
+                "seat {:?} already exists",
+                s.name
+            ))),
             other => Ok(other?.into()),
         }
     }
@@ -99,8 +99,10 @@ impl Ledger {
 
     pub async fn seat_by_name(&self, name: &str) -> Result<Option<Seat>, LedgerError> {
         let sql = format!("SELECT {SEAT_COLUMNS} FROM seats WHERE name = $1");
-        let row: Option<SeatRaw> =
-            on_pool!(self, |p| sqlx::query_as(&sql).bind(name).fetch_optional(p).await?);
+        let row: Option<SeatRaw> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(p)
+            .await?);
         Ok(row.map(Into::into))
     }
 

@@ -19,6 +19,7 @@ const STALE_SCHEMA_SECS: i64 = 3600;
 /// A fresh, migrated ledger in a backend of the caller's choice.
 pub struct TestLedger {
     pub ledger: Ledger,
+    #[allow(dead_code)]
     pub url: String,
     _dir: Option<tempfile::TempDir>,
     pg_schema: Option<String>,
@@ -73,12 +74,11 @@ pub async fn fresh_pg_schema() -> (String, String) {
     let super::Pool::Postgres(p) = &admin.pool else {
         panic!("{base} is not a PostgreSQL URL")
     };
-    let stale: Vec<String> = sqlx::query_scalar(
-        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sdtest\\_%'",
-    )
-    .fetch_all(p)
-    .await
-    .unwrap_or_default();
+    let stale: Vec<String> =
+        sqlx::query_scalar("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sdtest\\_%'")
+            .fetch_all(p)
+            .await
+            .unwrap_or_default();
     for s in stale {
         let ts = s
             .split('_')

@@ -8,7 +8,9 @@ use crate::contract::Plan;
 use crate::number::E164;
 
 fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(s)
+        .expect("rfc3339")
+        .with_timezone(&Utc)
 }
 
 fn d(s: &str) -> NaiveDate {
@@ -80,16 +82,25 @@ both_backends!(numbers_are_unique_and_released, |l| {
     let n = E164::parse_jp("03-1234-5678").expect("n");
     l.assign_number(a.id, &n, now).await.expect("assign");
     let dup = l.assign_number(b.id, &n, now).await;
-    assert!(matches!(dup, Err(LedgerError::Conflict(ref m)) if m.contains("+81312345678")), "{dup:?}");
+    assert!(
+        matches!(dup, Err(LedgerError::Conflict(ref m)) if m.contains("+81312345678")),
+        "{dup:?}"
+    );
     assert_eq!(l.number_owner(&n).await.expect("owner"), Some(a.id));
     assert_eq!(l.numbers().await.expect("list").len(), 1);
     l.release_number(&n, now).await.expect("release");
     assert_eq!(l.number_owner(&n).await.expect("owner"), None);
-    assert!(matches!(l.release_number(&n, now).await, Err(LedgerError::NotFound { .. })));
-    l.assign_number(b.id, &n, now).await.expect("reassign after release");
+    assert!(matches!(
+        l.release_number(&n, now).await,
+        Err(LedgerError::NotFound { .. })
+    ));
+    l.assign_number(b.id, &n, now)
+        .await
+        .expect("reassign after release");
     assert_eq!(l.number_owner(&n).await.expect("owner"), Some(b.id));
     assert!(matches!(
-        l.assign_number(999, &E164::parse_jp("0311112222").expect("n"), now).await,
+        l.assign_number(999, &E164::parse_jp("0311112222").expect("n"), now)
+            .await,
         Err(LedgerError::NotFound { .. })
     ));
 });
@@ -97,15 +108,28 @@ both_backends!(numbers_are_unique_and_released, |l| {
 both_backends!(suspension_and_resume, |l| {
     let now = at("2026-11-25T00:00:00Z");
     let c = l.add_contractor(&abc(), now).await.expect("add");
-    l.suspend(c.id, "breach", d("2026-11-25"), now).await.expect("suspend");
-    assert_eq!(l.contractor(c.id).await.expect("c").state, ContractorState::Suspended);
+    l.suspend(c.id, "breach", d("2026-11-25"), now)
+        .await
+        .expect("suspend");
+    assert_eq!(
+        l.contractor(c.id).await.expect("c").state,
+        ContractorState::Suspended
+    );
     assert!(matches!(
         l.suspend(c.id, "again", d("2026-11-25"), now).await,
         Err(LedgerError::Conflict(_))
     ));
-    l.resume(c.id, at("2026-11-26T00:00:00Z")).await.expect("resume");
-    assert_eq!(l.contractor(c.id).await.expect("c").state, ContractorState::Active);
-    assert!(matches!(l.resume(c.id, now).await, Err(LedgerError::Conflict(_))));
+    l.resume(c.id, at("2026-11-26T00:00:00Z"))
+        .await
+        .expect("resume");
+    assert_eq!(
+        l.contractor(c.id).await.expect("c").state,
+        ContractorState::Active
+    );
+    assert!(matches!(
+        l.resume(c.id, now).await,
+        Err(LedgerError::Conflict(_))
+    ));
     let s = l.suspensions(c.id).await.expect("list");
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].ended_at, Some(at("2026-11-26T00:00:00Z")));
@@ -130,12 +154,18 @@ both_backends!(plan_changes_and_cancellation, |l| {
         fee_waived: false,
     };
     l.add_cancellation(&cancel, now).await.expect("cancel");
-    assert!(matches!(l.add_cancellation(&cancel, now).await, Err(LedgerError::Conflict(_))));
+    assert!(matches!(
+        l.add_cancellation(&cancel, now).await,
+        Err(LedgerError::Conflict(_))
+    ));
     assert_eq!(l.cancellation(c.id).await.expect("get"), Some(cancel));
 });
 
 both_backends!(a_call_is_counted_once, |l| {
-    let c = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("add");
+    let c = l
+        .add_contractor(&abc(), at("2026-11-01T00:00:00Z"))
+        .await
+        .expect("add");
     let first = l
         .insert_call(&call(Some(c.id), "abc@host", "t1", "2026-11-20T01:00:00Z"))
         .await
@@ -145,22 +175,38 @@ both_backends!(a_call_is_counted_once, |l| {
         .insert_call(&call(Some(c.id), "abc@host", "t1", "2026-11-20T01:00:01Z"))
         .await
         .expect("dup");
-    assert_eq!(again, (first.0, false), "a re-sent INVITE finds the same row");
+    assert_eq!(
+        again,
+        (first.0, false),
+        "a re-sent INVITE finds the same row"
+    );
     let other_tag = l
         .insert_call(&call(Some(c.id), "abc@host", "t2", "2026-11-20T01:00:02Z"))
         .await
         .expect("other");
     assert!(other_tag.1, "a different From-tag is a different call");
-    l.finish_call(first.0, "answered", None, Some(at("2026-11-20T01:00:05Z")), at("2026-11-20T01:03:00Z"))
-        .await
-        .expect("finish");
+    l.finish_call(
+        first.0,
+        "answered",
+        None,
+        Some(at("2026-11-20T01:00:05Z")),
+        at("2026-11-20T01:03:00Z"),
+    )
+    .await
+    .expect("finish");
     // A later, conflicting completion does not overwrite what was recorded.
     l.finish_call(first.0, "abandoned", None, None, at("2026-11-20T01:09:00Z"))
         .await
         .expect("finish again");
-    l.add_call_event(first.0, "answered", None, &serde_json::json!({"wait_ms": 5000}), at("2026-11-20T01:00:05Z"))
-        .await
-        .expect("event");
+    l.add_call_event(
+        first.0,
+        "answered",
+        None,
+        &serde_json::json!({"wait_ms": 5000}),
+        at("2026-11-20T01:00:05Z"),
+    )
+    .await
+    .expect("event");
     let calls = l.calls(&CallFilter::default()).await.expect("calls");
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].call_id, "abc@host");
@@ -175,7 +221,10 @@ both_backends!(a_call_is_counted_once, |l| {
 });
 
 both_backends!(concurrent_duplicate_inserts_make_one_row, |l| {
-    let c = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("add");
+    let c = l
+        .add_contractor(&abc(), at("2026-11-01T00:00:00Z"))
+        .await
+        .expect("add");
     let mut tasks = Vec::new();
     for i in 0..16 {
         let l = l.clone();
@@ -199,31 +248,71 @@ both_backends!(concurrent_duplicate_inserts_make_one_row, |l| {
 });
 
 both_backends!(call_filters_by_month_and_contractor, |l| {
-    let a = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("a");
-    let b = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("b");
+    let a = l
+        .add_contractor(&abc(), at("2026-11-01T00:00:00Z"))
+        .await
+        .expect("a");
+    let b = l
+        .add_contractor(&abc(), at("2026-11-01T00:00:00Z"))
+        .await
+        .expect("b");
     // 2026-11-30T15:00Z is 2026-12-01 00:00 in Tokyo: December by the billing month.
-    l.insert_call(&call(Some(a.id), "1", "", "2026-11-30T14:59:59Z")).await.expect("1");
-    l.insert_call(&call(Some(a.id), "2", "", "2026-11-30T15:00:00Z")).await.expect("2");
-    l.insert_call(&call(Some(b.id), "3", "", "2026-11-10T00:00:00Z")).await.expect("3");
+    l.insert_call(&call(Some(a.id), "1", "", "2026-11-30T14:59:59Z"))
+        .await
+        .expect("1");
+    l.insert_call(&call(Some(a.id), "2", "", "2026-11-30T15:00:00Z"))
+        .await
+        .expect("2");
+    l.insert_call(&call(Some(b.id), "3", "", "2026-11-10T00:00:00Z"))
+        .await
+        .expect("3");
     let tokyo = chrono_tz::Asia::Tokyo;
-    let nov_from = tokyo.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("t").with_timezone(&Utc);
-    let dec_from = tokyo.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("t").with_timezone(&Utc);
+    let nov_from = tokyo
+        .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+        .single()
+        .expect("t")
+        .with_timezone(&Utc);
+    let dec_from = tokyo
+        .with_ymd_and_hms(2026, 12, 1, 0, 0, 0)
+        .single()
+        .expect("t")
+        .with_timezone(&Utc);
     let nov_a = l
-        .calls(&CallFilter { from: Some(nov_from), to: Some(dec_from), contractor_id: Some(a.id) })
+        .calls(&CallFilter {
+            from: Some(nov_from),
+            to: Some(dec_from),
+            contractor_id: Some(a.id),
+        })
         .await
         .expect("calls");
-    assert_eq!(nov_a.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(), vec!["1"]);
+    assert_eq!(
+        nov_a.iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(),
+        vec!["1"]
+    );
     let all_nov = l
-        .calls(&CallFilter { from: Some(nov_from), to: Some(dec_from), contractor_id: None })
+        .calls(&CallFilter {
+            from: Some(nov_from),
+            to: Some(dec_from),
+            contractor_id: None,
+        })
         .await
         .expect("calls");
     assert_eq!(all_nov.len(), 2);
 });
 
 both_backends!(first_responses_are_immutable, |l| {
-    let c = l.add_contractor(&abc(), at("2026-11-01T00:00:00Z")).await.expect("a");
-    let (call_id, _) = l.insert_call(&call(Some(c.id), "fr", "", "2026-11-10T00:00:00Z")).await.expect("call");
-    let id = l.raw_insert_first_response_for_test(call_id, c.id).await.expect("insert");
+    let c = l
+        .add_contractor(&abc(), at("2026-11-01T00:00:00Z"))
+        .await
+        .expect("a");
+    let (call_id, _) = l
+        .insert_call(&call(Some(c.id), "fr", "", "2026-11-10T00:00:00Z"))
+        .await
+        .expect("call");
+    let id = l
+        .raw_insert_first_response_for_test(call_id, c.id)
+        .await
+        .expect("insert");
     let upd = l.raw_update_first_response_for_test(id).await;
     assert!(upd.is_err(), "UPDATE must be refused by the ledger itself");
 });
@@ -244,10 +333,19 @@ both_backends!(seats_keep_only_hashes, |l| {
         .expect("add");
     assert_eq!(s.name, "op1");
     let json = serde_json::to_string(&s).expect("json");
-    assert!(!json.contains("aaaa") && !json.contains("bbbb"), "secrets must not serialise: {json}");
+    assert!(
+        !json.contains("aaaa") && !json.contains("bbbb"),
+        "secrets must not serialise: {json}"
+    );
     assert!(matches!(
         l.add_seat(
-            &NewSeat { name: "op1".into(), realm: "r".into(), ha1_md5: "x".into(), ha1_sha256: "y".into(), web_password: None },
+            &NewSeat {
+                name: "op1".into(),
+                realm: "r".into(),
+                ha1_md5: "x".into(),
+                ha1_sha256: "y".into(),
+                web_password: None
+            },
             at("2026-11-01T00:00:00Z")
         )
         .await,

@@ -1,0 +1,213 @@
+//! The tokio edge: sockets, timers, signals, systemd. Everything here feeds inputs to the
+//! pure cores and carries their outputs out; no rule is decided here.
+
+mod notify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::cli::{
+    load_config, open_ledger, parse_instant, redact_url, CliError, CliResult, GlobalArgs, ServeArgs,
+};
+use crate::config::{Config, LogFormat, Profiles};
+use crate::hours::Calendar;
+
+/// The daemon's clock: wall time shifted by a fixed offset. `serve --clock` sets the offset
+/// so that tests and demos can place the daemon at any instant while time still runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    offset: chrono::Duration,
+}
+
+impl Clock {
+    pub fn real() -> Clock {
+        Clock {
+            offset: chrono::Duration::zero(),
+        }
+    }
+    pub fn starting_at(at: DateTime<Utc>) -> Clock {
+        Clock {
+            offset: at - Utc::now(),
+        }
+    }
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SMARTDESK_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// Everything the running daemon shares between its tasks.
+pub struct Daemon {
+    pub config: Config,
+    pub profiles: Profiles,
+    pub calendar: Calendar,
+    pub clock: Clock,
+    pub ledger: crate::ledger::Ledger,
+}
+
+pub fn run(g: &GlobalArgs, args: ServeArgs) -> CliResult {
+    let mut cfg = load_config(g)?;
+    if let Some(l) = args.sip_listen {
+        cfg.sip.listen = l;
+    }
+    if let Some(l) = args.http_listen {
+        cfg.web.listen = l;
+    }
+    let clock = match &args.clock {
+        Some(s) => Clock::starting_at(parse_instant("--clock", s)?),
+        None => Clock::real(),
+    };
+    let profiles = Profiles::load_dir(&cfg.sip.profiles_dir).map_err(|ps| {
+        CliError::Input(format!(
+            "{} profile error(s):\n{}",
+            ps.len(),
+            ps.iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))
+    })?;
+    let calendar = Calendar::try_new(cfg.hours.clone()).map_err(|e| CliError::field("hours", e))?;
+    init_logging(&cfg);
+    std::fs::create_dir_all(cfg.data_dir()).map_err(|e| {
+        CliError::Other(anyhow::anyhow!(
+            "cannot create data dir {}: {e}",
+            cfg.data_dir().display()
+        ))
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("smartdesk")
+        .build()
+        .map_err(|e| CliError::Other(e.into()))?;
+    rt.block_on(async move {
+        let ledger = open_ledger(&cfg).await?;
+        let daemon = Arc::new(Daemon {
+            config: cfg,
+            profiles,
+            calendar,
+            clock,
+            ledger,
+        });
+        serve(daemon).await
+    })
+}
+
+async fn serve(d: Arc<Daemon>) -> CliResult {
+    let cfg = &d.config;
+    let udp = if cfg.sip.udp {
+        Some(UdpSocket::bind(cfg.sip.listen).await.map_err(|e| {
+            CliError::Other(anyhow::anyhow!(
+                "cannot bind SIP UDP {}: {e}",
+                cfg.sip.listen
+            ))
+        })?)
+    } else {
+        None
+    };
+    let tcp = if cfg.sip.tcp {
+        Some(TcpListener::bind(cfg.sip.listen).await.map_err(|e| {
+            CliError::Other(anyhow::anyhow!(
+                "cannot bind SIP TCP {}: {e}",
+                cfg.sip.listen
+            ))
+        })?)
+    } else {
+        None
+    };
+    if let Some(w) = d.calendar.coverage_warning(
+        d.clock
+            .now()
+            .with_timezone(&chrono_tz::Asia::Tokyo)
+            .date_naive(),
+    ) {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        sip = %cfg.sip.listen,
+        udp = cfg.sip.udp,
+        tcp = cfg.sip.tcp,
+        ledger = %redact_url(&cfg.ledger_url()),
+        backend = %d.ledger.backend(),
+        trunks = d.profiles.trunks.len(),
+        open_now = d.calendar.is_open_at(d.clock.now()),
+        "smartdesk ready"
+    );
+    notify::notify("READY=1\nSTATUS=taking calls");
+    let watchdog = notify::watchdog_interval().map(|iv| {
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(iv);
+            loop {
+                t.tick().await;
+                notify::notify("WATCHDOG=1");
+            }
+        })
+    });
+    let sip = tokio::spawn(crate::daemon::sip_edge(udp, tcp));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    notify::notify("STOPPING=1");
+    sip.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    d.ledger.close().await;
+    Ok(())
+}
+
+/// Until the SIP core is wired in, the edge holds the sockets so that the ports are ours and
+/// drains what arrives (bounded: one datagram buffer, connections closed at once).
+async fn sip_edge(udp: Option<UdpSocket>, tcp: Option<TcpListener>) {
+    let udp_task = async {
+        if let Some(sock) = udp {
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                if sock.recv_from(&mut buf).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        } else {
+            std::future::pending::<()>().await
+        }
+    };
+    let tcp_task = async {
+        if let Some(l) = tcp {
+            loop {
+                if let Ok((s, _)) = l.accept().await {
+                    drop(s);
+                }
+            }
+        } else {
+            std::future::pending::<()>().await
+        }
+    };
+    tokio::join!(udp_task, tcp_task);
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,3 @@
+//! SIP: message framing and validation, transactions, digest auth, registrar, SDP.
+pub mod auth;
+pub mod registrar;

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod daemon;
 pub mod hours;
 pub mod ledger;
+pub mod media;
 pub mod number;
 pub mod password;
 pub mod sip;

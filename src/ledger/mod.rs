@@ -218,8 +218,9 @@ impl Ledger {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

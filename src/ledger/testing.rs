@@ -113,6 +113,7 @@ pub async fn drop_pg_schema(schema: &str) {
 
 /// Define one async test body and run it as two tests, `<name>::sqlite` and
 /// `<name>::postgres` (CI counts the `::postgres` ones to prove they ran).
+#[allow(unused_macros)]
 macro_rules! both_backends {
     ($name:ident, |$l:ident| $body:block) => {
         mod $name {
@@ -139,4 +140,5 @@ macro_rules! both_backends {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use both_backends;

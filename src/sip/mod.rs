@@ -1,3 +1,5 @@
 //! SIP: message framing and validation, transactions, digest auth, registrar, SDP.
 pub mod auth;
 pub mod registrar;
+pub mod sdp;
+pub mod transaction;

@@ -632,10 +632,7 @@ pub(crate) async fn calls(g: &GlobalArgs, ledger: &Ledger, a: &CallsArgs) -> Cli
         print_json(&rows)?;
     } else {
         let tokyo = chrono_tz::Asia::Tokyo;
-        println!(
-            "{:<20} {:<14} {:<16} {:<14} {:<9} {:<10} {}",
-            "started (JST)", "number", "caller", "outcome", "billable", "seat", "call-id"
-        );
+        println!("started (JST)        number         caller           outcome        billable  seat       call-id");
         for r in &rows {
             println!(
                 "{:<20} {:<14} {:<16} {:<14} {:<9} {:<10} {}",

@@ -448,11 +448,10 @@ impl Config {
         if self.ledger.max_connections == 0 {
             p("ledger.max_connections", "must be at least 1".into());
         }
-        if !self.ledger.url.is_empty()
-            && !(self.ledger.url.starts_with("sqlite:")
-                || self.ledger.url.starts_with("postgres://")
-                || self.ledger.url.starts_with("postgresql://"))
-        {
+        let known_scheme = ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|s| self.ledger.url.starts_with(s));
+        if !self.ledger.url.is_empty() && !known_scheme {
             p(
                 "ledger.url",
                 "must start with sqlite:, postgres:// or postgresql://".into(),

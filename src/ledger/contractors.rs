@@ -100,6 +100,9 @@ pub struct NumberRow {
     pub assigned_at: DateTime<Utc>,
 }
 
+/// (id, reason, received_on, effective_from, ended_at)
+type SuspensionTuple = (i64, String, NaiveDate, DateTime<Utc>, Option<DateTime<Utc>>);
+
 #[derive(sqlx::FromRow)]
 struct ContractorRaw {
     id: i64,
@@ -407,16 +410,15 @@ impl Ledger {
     }
 
     pub async fn suspensions(&self, contractor_id: i64) -> Result<Vec<SuspensionRow>, LedgerError> {
-        let rows: Vec<(i64, String, NaiveDate, DateTime<Utc>, Option<DateTime<Utc>>)> =
-            on_pool!(self, |p| {
-                sqlx::query_as(
-                    "SELECT id, reason, received_on, effective_from, ended_at FROM suspensions
+        let rows: Vec<SuspensionTuple> = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, reason, received_on, effective_from, ended_at FROM suspensions
                  WHERE contractor_id = $1 ORDER BY effective_from, id",
-                )
-                .bind(contractor_id)
-                .fetch_all(p)
-                .await?
-            });
+            )
+            .bind(contractor_id)
+            .fetch_all(p)
+            .await?
+        });
         Ok(rows
             .into_iter()
             .map(

@@ -35,7 +35,11 @@ impl Run {
         }
     }
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
     pub fn json(&self) -> serde_json::Value {
@@ -56,22 +60,26 @@ impl Env {
     pub async fn new(db: Db) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, pg_schema) = match db {
-            Db::Sqlite => (format!("sqlite:{}", dir.path().join("ledger.db").display()), None),
+            Db::Sqlite => (
+                format!("sqlite:{}", dir.path().join("ledger.db").display()),
+                None,
+            ),
             Db::Postgres => {
                 let (url, schema) = fresh_pg_schema().await;
                 (url, Some(schema))
             }
         };
-        Env { dir, url, pg_schema }
+        Env {
+            dir,
+            url,
+            pg_schema,
+        }
     }
 
     /// Run the CLI with this env's ledger and data dir, the repo's profiles, and no
     /// stray configuration from the environment.
     pub fn run(&self, args: &[&str]) -> Run {
-        let out = self
-            .command(args)
-            .output()
-            .expect("run smartdesk");
+        let out = self.command(args).output().expect("run smartdesk");
         Run::from(out)
     }
 

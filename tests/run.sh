@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need, then runs every
+# test (PostgreSQL ones included) and fails if the PostgreSQL tests did not run.
+#   bash tests/run.sh            # everything
+#   bash tests/run.sh cli        # extra args go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_URL="${SMARTDESK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export SMARTDESK_TEST_POSTGRES_URL="$PG_URL"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+need_pkg() { # need_pkg COMMAND PACKAGE: install PACKAGE when COMMAND is missing
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  echo "installing $2 (for $1)"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+pg_ready() { psql "$PG_URL" -qAtc 'select 1' >/dev/null 2>&1; }
+
+ensure_postgres() {
+  need_pkg psql postgresql-client
+  pg_ready && return 0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    need_pkg pg_ctlcluster postgresql
+  fi
+  local ver; ver=$(ls /etc/postgresql | sort -V | tail -1)
+  # trust auth on loopback for the test user, as the project's machines are set up
+  as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start 2>/dev/null || true
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+  if ! pg_ready; then
+    # a fresh install: create the test database (server is up, database missing)
+    as_root su postgres -c "createdb test" 2>/dev/null || true
+  fi
+  pg_ready || { echo "PostgreSQL is not reachable at $PG_URL" >&2; exit 1; }
+}
+
+ensure_postgres
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --all-targets "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+[ "$status" = 0 ] || exit "$status"
+
+if [ $# = 0 ]; then
+  pg_ran=$(grep -cE '::postgres \.\.\. ok$' "$log" || true)
+  if [ "$pg_ran" -lt 10 ]; then
+    echo "FAIL: only $pg_ran PostgreSQL tests ran; the suite requires them" >&2
+    exit 1
+  fi
+  echo "PostgreSQL tests run: $pg_ran"
+fi

@@ -6,23 +6,33 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// The torture corpus: `SMARTDESK_TORTURE_DIR` wins, else the scratch-crate layout
-/// (`../../shared/...`), else the main-crate layout (`../shared/...`).
+/// The torture corpus: `SMARTDESK_TORTURE_DIR` wins, else the in-repository copy.
+
 fn torture_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SMARTDESK_TORTURE_DIR") {
         return PathBuf::from(dir);
     }
-    let scratch = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/sip-torture"
-    ));
-    if scratch.is_dir() {
-        return scratch;
+    // A byte-exact copy of ../shared/testdata/sip-torture lives in the repository so the
+    // suite runs from any clone; `manifest_hashes_match` proves the copy is exact.
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sip-torture"))
+}
+
+/// Every file's bytes match the sha256 its MANIFEST row records (the files must never
+/// be rewritten by git or an editor: they are marked `-text`).
+#[test]
+fn manifest_hashes_match() {
+    use sha2::{Digest, Sha256};
+    let manifest = String::from_utf8(load("MANIFEST.tsv")).expect("utf8 manifest");
+    let mut checked = 0;
+    for line in manifest.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (file, size, sha) = (cols[0], cols[5], cols[6]);
+        let bytes = load(file);
+        assert_eq!(bytes.len().to_string(), size, "{file} size");
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), sha, "{file} sha256");
+        checked += 1;
     }
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/testdata/sip-torture"
-    ))
+    assert_eq!(checked, 50);
 }
 
 fn load(file: &str) -> Vec<u8> {

@@ -7,7 +7,6 @@ use proptest::prelude::*;
 use super::*;
 
 /// The torture corpus: `SMARTDESK_TORTURE_DIR` wins, else the in-repository copy.
-
 fn torture_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SMARTDESK_TORTURE_DIR") {
         return PathBuf::from(dir);

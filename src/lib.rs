@@ -6,6 +6,7 @@
 
 pub mod billing;
 pub mod cli;
+pub mod complaints;
 pub mod config;
 pub mod contract;
 pub mod daemon;

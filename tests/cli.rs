@@ -662,3 +662,157 @@ e2e_both!(migrate_is_idempotent, |env| {
     env.run(&["migrate"]).ok();
     env.run(&["migrate"]).ok();
 });
+
+e2e_both!(complaint_rule_flags_then_suspends_when_configured, |env| {
+    let a = add_abc(&env, "SD100", "2026-11-01", false);
+    let l = env.ledger().await;
+    // Complaints on 11-10, 11-11, 11-12 (JST): 2 + 1 + 1 = 4, not yet flagged.
+    let days = [
+        "2026-11-10T01:00:00Z",
+        "2026-11-10T02:00:00Z",
+        "2026-11-11T01:00:00Z",
+        "2026-11-12T01:00:00Z",
+    ];
+    let mut last_record = 0;
+    for (i, d) in days.iter().enumerate() {
+        let (call, _) = l
+            .insert_call(&NewCall {
+                trunk: "t".into(),
+                sip_call_id: format!("c{i}"),
+                from_tag: String::new(),
+                contractor_id: Some(a),
+                number: "+81312345678".into(),
+                caller: None,
+                caller_withheld: true,
+                billable: true,
+                outcome: Some("answered".into()),
+                started_at: at(d),
+            })
+            .await
+            .expect("call");
+        last_record = l
+            .add_first_response(&smartdesk::ledger::NewFirstResponse {
+                call_row: call,
+                contractor_id: a,
+                seat_id: None,
+                supersedes: None,
+                caller_name: "匿名".into(),
+                callback_number: None,
+                callback_wanted: false,
+                purpose: "苦情".into(),
+                category: "complaint".into(),
+                hearing_answers: serde_json::json!({}),
+                written_by: "op1".into(),
+                created_at: at(d),
+            })
+            .await
+            .expect("record");
+    }
+    let v = env
+        .run(&["contractor", "complaints", &a.to_string(), "--json"])
+        .ok()
+        .json();
+    assert!(
+        v["flagged"].is_null(),
+        "4 complaints do not trip the rule: {v}"
+    );
+    // A fifth on 11-12: flagged (window 11-10..11-12), but only flagged by default.
+    let (call, _) = l
+        .insert_call(&NewCall {
+            trunk: "t".into(),
+            sip_call_id: "c5".into(),
+            from_tag: String::new(),
+            contractor_id: Some(a),
+            number: "+81312345678".into(),
+            caller: None,
+            caller_withheld: true,
+            billable: true,
+            outcome: Some("answered".into()),
+            started_at: at("2026-11-12T05:00:00Z"),
+        })
+        .await
+        .expect("call");
+    let fifth = smartdesk::ledger::NewFirstResponse {
+        call_row: call,
+        contractor_id: a,
+        seat_id: None,
+        supersedes: None,
+        caller_name: "匿名".into(),
+        callback_number: None,
+        callback_wanted: false,
+        purpose: "苦情".into(),
+        category: "complaint".into(),
+        hearing_answers: serde_json::json!({}),
+        written_by: "op1".into(),
+        created_at: at("2026-11-12T05:00:00Z"),
+    };
+    let fifth_id = l.add_first_response(&fifth).await.expect("record");
+    let v = env
+        .run(&["contractor", "complaints", &a.to_string(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["flagged"]["count"], 5);
+    assert_eq!(v["flagged"]["first_day"], "2026-11-10");
+    assert_eq!(v["flagged"]["last_day"], "2026-11-12");
+    assert_eq!(v["suspended_now"], false);
+    assert_eq!(
+        env.run(&["contractor", "show", &a.to_string(), "--json"])
+            .ok()
+            .json()["state"],
+        "active"
+    );
+    // A correction re-categorising the fifth record un-trips the rule (only current versions count).
+    let corrected = l
+        .add_first_response(&smartdesk::ledger::NewFirstResponse {
+            supersedes: Some(fifth_id),
+            category: "normal".into(),
+            ..fifth.clone()
+        })
+        .await
+        .expect("correction");
+    assert!(corrected > last_record);
+    let v = env
+        .run(&["contractor", "complaints", &a.to_string(), "--json"])
+        .ok()
+        .json();
+    assert!(v["flagged"].is_null(), "{v}");
+    // Correct it back to a complaint; with automatic suspension configured, it suspends.
+    l.add_first_response(&smartdesk::ledger::NewFirstResponse {
+        supersedes: Some(corrected),
+        category: "complaint".into(),
+        ..fifth.clone()
+    })
+    .await
+    .expect("second correction");
+    assert!(
+        l.add_first_response(&smartdesk::ledger::NewFirstResponse {
+            supersedes: Some(fifth_id),
+            ..fifth.clone()
+        })
+        .await
+        .is_err(),
+        "only the latest version may be corrected"
+    );
+    l.close().await;
+    let out = env
+        .command(&["contractor", "complaints", &a.to_string(), "--json"])
+        .env("SMARTDESK__BILLING__AUTO_SUSPEND_ON_COMPLAINTS", "true")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["suspended_now"], true);
+    let show = env
+        .run(&["contractor", "show", &a.to_string(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(show["state"], "suspended");
+    assert!(show["suspensions"][0]["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("complaint rule"));
+});

@@ -95,7 +95,7 @@ struct ContractorOut {
 
 pub(crate) async fn contractor(
     g: &GlobalArgs,
-    _cfg: &Config,
+    cfg: &Config,
     ledger: &Ledger,
     cmd: ContractorCmd,
 ) -> CliResult {
@@ -402,6 +402,32 @@ pub(crate) async fn contractor(
                 print_json(&s)?;
             } else {
                 println!("contractor {id} suspended: calls are no longer routed");
+            }
+        }
+        ContractorCmd::Complaints { id } => {
+            let id = parse_id("ID", &id)?;
+            let v = crate::complaints::evaluate(
+                ledger,
+                id,
+                cfg.billing.auto_suspend_on_complaints,
+                now,
+            )
+            .await?;
+            if g.json {
+                print_json(&v)?;
+            } else {
+                match &v.flagged {
+                    Some(w) => {
+                        println!(
+                        "contractor {id}: FLAGGED by the complaint rule — {} complaints {}..{}{}",
+                        w.count,
+                        w.first_day,
+                        w.last_day,
+                        if v.suspended_now { "; suspended now" } else { "" }
+                    )
+                    }
+                    None => println!("contractor {id}: not flagged"),
+                }
             }
         }
         ContractorCmd::Resume { id } => {

@@ -142,6 +142,9 @@ pub enum ContractorCmd {
     },
     /// End a suspension.
     Resume { id: String },
+    /// Apply the complaint rule (SPEC §6: 5+ complaint records in 3 consecutive days):
+    /// report the flag, and suspend when billing.auto_suspend_on_complaints is true.
+    Complaints { id: String },
 }
 
 #[derive(Debug, Subcommand)]

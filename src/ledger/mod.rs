@@ -11,6 +11,7 @@
 
 mod calls;
 mod contractors;
+mod records;
 mod seats;
 
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use contractors::{
     CancellationRow, Contractor, ContractorState, NewContractor, NumberRow, PlanChangeRow,
     SuspensionRow,
 };
+pub use records::{NewFirstResponse, CATEGORIES};
 pub use seats::{NewSeat, Seat};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -428,6 +428,69 @@ impl Message {
         Self::assemble(self.start, headers, self.body)
     }
 
+    /// Stamps the top Via of a received request with where it really came from: `received`
+    /// when the sent-by host is not `source` (RFC 3261 §18.2.1) or when the client asked for
+    /// `rport` (RFC 3581 §4, which also requires `received` then), and the source port into
+    /// an `rport` the client asked for. Responses copy the Via, so the peer (and any proxy on
+    /// the way back) learns its public address. Responses and re-stamping are left alone.
+    pub fn with_received(self, source: std::net::SocketAddr) -> Result<Message, MessageError> {
+        if self.is_response() {
+            return Ok(self);
+        }
+        let via = &self.top_via;
+        let host = via.host().trim_start_matches('[').trim_end_matches(']');
+        let same_host = host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip == source.ip());
+        let wants_rport = via.has_rport() && via.rport().is_none();
+        if same_host && !wants_rport {
+            return Ok(self);
+        }
+        let Some(index) = self.headers.iter().position(|h| h.name == "Via") else {
+            return Ok(self);
+        };
+        let Some(field) = self.headers.get(index) else {
+            return Ok(self);
+        };
+        let value = field.value.as_str();
+        let first = list_elements("Via", value)?
+            .first()
+            .copied()
+            .ok_or(MessageError::MissingHeader("Via"))?;
+        // `first` borrows from `value`, so its offset locates it exactly.
+        let start = (first.as_ptr() as usize).saturating_sub(value.as_ptr() as usize);
+        let end = start + first.len();
+        let head = first.split_once(';').map_or(first, |(h, _)| h);
+        let mut element = head.to_owned();
+        for (name, v) in via.params() {
+            if name.eq_ignore_ascii_case("received") {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("rport") && wants_rport {
+                element.push_str(&format!(";rport={}", source.port()));
+                continue;
+            }
+            element.push(';');
+            element.push_str(name);
+            if let Some(v) = v {
+                element.push('=');
+                element.push_str(v);
+            }
+        }
+        element.push_str(&format!(";received={}", source.ip()));
+        let new_value = format!(
+            "{}{}{}",
+            value.get(..start).unwrap_or_default(),
+            element,
+            value.get(end..).unwrap_or_default()
+        );
+        let mut headers = self.headers;
+        if let Some(h) = headers.get_mut(index) {
+            h.value = new_value;
+        }
+        Self::assemble(self.start, headers, self.body)
+    }
+
     /// Replaces the body and its Content-Type; re-validated like received input.
     pub fn with_body(self, content_type: &str, body: Bytes) -> Result<Message, MessageError> {
         let field = field_from_line(format!("Content-Type: {content_type}").as_bytes())?;
@@ -640,6 +703,31 @@ mod tests {
         assert!(std::str::from_utf8(&with.to_bytes())
             .unwrap()
             .contains("Content-Length: 5\r\n\r\nv=0\r\n"));
+    }
+
+    #[test]
+    fn received_and_rport_stamp_the_top_via_only() {
+        let src: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let m = invite().with_received(src).unwrap();
+        let top = m.top_via();
+        assert_eq!(top.received(), Some("192.0.2.7"));
+        assert_eq!(top.rport(), Some(40000));
+        assert_eq!(top.branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(m.vias()[1].received(), None);
+        assert_eq!(m.via_count(), 3);
+        // The response retraces it.
+        let r = Message::response_to(&m, 200, "OK");
+        assert_eq!(r.top_via().rport(), Some(40000));
+        // sent-by equal to the source and no rport asked: nothing to add (§18.2.1).
+        let raw = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKq\r\n\
+            To: <sip:a@b>\r\nFrom: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let m = parse_datagram(raw.as_bytes()).unwrap();
+        let same = m.clone().with_received(src).unwrap();
+        assert_eq!(same, m);
+        let v6: std::net::SocketAddr = "[2001:db8::1]:5070".parse().unwrap();
+        let m = m.with_received(v6).unwrap();
+        assert_eq!(m.top_via().received(), Some("2001:db8::1"));
+        assert_eq!(m.top_via().rport(), None);
     }
 
     #[test]

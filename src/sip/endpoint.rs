@@ -1,0 +1,698 @@
+//! The SIP endpoint core (sans-IO): what the daemon edge feeds every received datagram and
+//! stream frame into, and drains for bytes to send.
+//!
+//! ```text
+//!  edge ── handle_datagram / handle_stream ──► parse (message) ──► with_received (§18.2.1)
+//!                                                │ malformed request: stateless error (§8.2.6)
+//!                                                │ malformed response: dropped (§18.1.2)
+//!                                                ▼
+//!                                   TransactionLayer (§17) ──► TU (this file, for now)
+//!  edge ◄── poll_transmit ◄── PeerId → Destination ◄── transmits
+//! ```
+//!
+//! The TU answers every request at once: capability checks ([`uas_precheck`]), OPTIONS with
+//! our capabilities, and a fixed refusal for REGISTER and INVITE until the registrar and the
+//! B2BUA call path take over those methods.
+//!
+//! Responses go back to the address and port the request came from, whether or not the Via
+//! asks for `rport` (symmetric response routing, as Asterisk's default `force_rport` and
+//! Kamailio's `force_rport()`): our peers are a carrier SBC and softphones behind NAT, for
+//! which the sent-by port of RFC 3261 §18.2.2 is unreachable. RFC 3581 §4 is followed for
+//! the Via parameters themselves.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::message::{
+    parse_datagram, stateless_error_response, uas_precheck, Frame, Message, MessageError,
+    Method as SipMethod,
+};
+use super::transaction::{
+    Kind, LayerConfig, Method, PeerId, Reliability, TransactionLayer, TsxError, TsxEvent,
+    TsxMessage, WireBuilder,
+};
+
+/// Methods this endpoint accepts (the `Allow` list, RFC 3261 §20.5). The B2BUA needs them
+/// all; an unlisted standard method gets 405, an unknown one 501 (§8.2.1).
+pub const ALLOWED_METHODS: &[&str] = &[
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
+];
+
+/// Option tags we implement (RFC 3261 §20.37). Empty until the call path implements one:
+/// advertising an extension we do not honour would break calls that rely on it.
+pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
+
+/// The only body the call path will understand (RFC 3261 §11.2: OPTIONS lists `Accept`).
+pub const ACCEPTED_BODY: &str = "application/sdp";
+
+/// UDP peers on IPv6 get a table slot for their [`PeerId`]; this bounds the table under a
+/// flood of spoofed sources. The oldest slot is reused, so at worst a late retransmission to
+/// a peer evicted by a flood is dropped, which UDP tolerates.
+pub const MAX_V6_PEERS: usize = 4096;
+
+/// Malformed-input log budget: lines per kind per [`LOG_WINDOW`], so that a hostile or broken
+/// peer cannot fill the journal.
+pub const LOG_LINES_PER_WINDOW: u32 = 5;
+pub const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// Retry-After for the 503 sent when the transaction table is full (RFC 3261 §21.5.4).
+const OVERLOAD_RETRY_AFTER_SECS: u32 = 5;
+
+/// Where a message leaves: a UDP address or an accepted stream connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Udp(SocketAddr),
+    Stream(ConnId),
+}
+
+/// A stream connection, numbered by the edge. Only the low 62 bits are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Bytes for the edge to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    pub to: Destination,
+    pub bytes: Arc<[u8]>,
+}
+
+/// Errors of the endpoint core.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("transaction layer: {0}")]
+    Transaction(#[from] TsxError),
+}
+
+/// What kind of malformed input was seen, for the rate-limited log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Malformed {
+    Request,
+    Response,
+    Stream,
+}
+
+impl Malformed {
+    fn index(self) -> usize {
+        match self {
+            Malformed::Request => 0,
+            Malformed::Response => 1,
+            Malformed::Stream => 2,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Malformed::Request => "request",
+            Malformed::Response => "response",
+            Malformed::Stream => "stream",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LogBudget {
+    window_start: Option<Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// Whether a line may be written now; on a new window also how many were suppressed.
+    fn take(&mut self, now: Instant) -> (bool, u64) {
+        let fresh = match self.window_start {
+            None => true,
+            Some(s) => now.saturating_duration_since(s) >= LOG_WINDOW,
+        };
+        let mut reported = 0;
+        if fresh {
+            self.window_start = Some(now);
+            self.used = 0;
+            reported = std::mem::take(&mut self.suppressed);
+        }
+        if self.used < LOG_LINES_PER_WINDOW {
+            self.used += 1;
+            (true, reported)
+        } else {
+            self.suppressed += 1;
+            (false, reported)
+        }
+    }
+}
+
+/// Interns IPv6 UDP peers into [`PeerId`]s; IPv4 and stream peers are encoded directly.
+#[derive(Debug, Default)]
+struct PeerTable {
+    by_addr: HashMap<SocketAddr, u64>,
+    by_id: HashMap<u64, SocketAddr>,
+    order: VecDeque<u64>,
+    next: u64,
+}
+
+const KIND_SHIFT: u32 = 62;
+const LOW_BITS: u64 = (1 << KIND_SHIFT) - 1;
+const KIND_UDP4: u64 = 0;
+const KIND_STREAM: u64 = 1;
+const KIND_UDP6: u64 = 2;
+
+impl PeerTable {
+    fn peer(&mut self, to: Destination) -> PeerId {
+        match to {
+            Destination::Udp(SocketAddr::V4(a)) => PeerId(
+                (KIND_UDP4 << KIND_SHIFT)
+                    | (u64::from(a.ip().to_bits()) << 16)
+                    | u64::from(a.port()),
+            ),
+            Destination::Stream(ConnId(n)) => PeerId((KIND_STREAM << KIND_SHIFT) | (n & LOW_BITS)),
+            Destination::Udp(addr @ SocketAddr::V6(_)) => {
+                if let Some(id) = self.by_addr.get(&addr) {
+                    return PeerId((KIND_UDP6 << KIND_SHIFT) | id);
+                }
+                if self.order.len() >= MAX_V6_PEERS {
+                    if let Some(old) = self.order.pop_front() {
+                        if let Some(a) = self.by_id.remove(&old) {
+                            self.by_addr.remove(&a);
+                        }
+                    }
+                }
+                let id = self.next & LOW_BITS;
+                self.next = self.next.wrapping_add(1);
+                self.by_addr.insert(addr, id);
+                self.by_id.insert(id, addr);
+                self.order.push_back(id);
+                PeerId((KIND_UDP6 << KIND_SHIFT) | id)
+            }
+        }
+    }
+
+    fn destination(&self, peer: PeerId) -> Option<Destination> {
+        let low = peer.0 & LOW_BITS;
+        match peer.0 >> KIND_SHIFT {
+            KIND_UDP4 => {
+                let ip = u32::try_from(low >> 16).ok()?;
+                let port = u16::try_from(low & 0xffff).ok()?;
+                Some(Destination::Udp(SocketAddr::new(
+                    IpAddr::V4(std::net::Ipv4Addr::from_bits(ip)),
+                    port,
+                )))
+            }
+            KIND_STREAM => Some(Destination::Stream(ConnId(low))),
+            KIND_UDP6 => self.by_id.get(&low).copied().map(Destination::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the two messages the transaction layer originates, with the message layer.
+struct MessageWire;
+
+impl WireBuilder for MessageWire {
+    fn ack_for_non_2xx(&self, invite: &TsxMessage, response: &TsxMessage) -> Option<TsxMessage> {
+        let invite = parse_datagram(&invite.bytes).ok()?;
+        let response = parse_datagram(&response.bytes).ok()?;
+        // §17.1.1.3: our own INVITEs carry exactly one Via, so the first field is the top one.
+        let via = invite.header("Via")?;
+        let to = response.header("To")?;
+        let mut text = format!(
+            "ACK {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {to}\r\n\
+             Call-ID: {}\r\nCSeq: {} ACK\r\n",
+            invite.request_uri()?,
+            invite.header("From")?,
+            invite.call_id(),
+            invite.cseq(),
+        );
+        for route in invite.headers("Route") {
+            text.push_str("Route: ");
+            text.push_str(route);
+            text.push_str("\r\n");
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        let ack = parse_datagram(text.as_bytes()).ok()?;
+        Some(envelope(&ack))
+    }
+
+    fn trying_for(&self, request: &TsxMessage) -> Option<TsxMessage> {
+        let request = parse_datagram(&request.bytes).ok()?;
+        Some(envelope(&Message::response_to(&request, 100, "Trying")))
+    }
+}
+
+/// The transaction layer's view of a message (§17.1.3, §17.2.3 matching fields).
+fn envelope(m: &Message) -> TsxMessage {
+    let via = m.top_via();
+    let sent_by = match via.port() {
+        Some(p) => format!("{}:{p}", via.host()),
+        None => via.host().to_owned(),
+    };
+    TsxMessage {
+        kind: match (m.method(), m.status()) {
+            (Some(method), _) => Kind::Request {
+                method: tsx_method(method),
+            },
+            (None, status) => Kind::Response {
+                status: status.unwrap_or(500),
+            },
+        },
+        branch: via.branch().unwrap_or_default().to_owned(),
+        sent_by,
+        cseq: m.cseq(),
+        cseq_method: tsx_method(m.cseq_method()),
+        call_id: m.call_id().to_owned(),
+        from_tag: m.from_tag().map(str::to_owned),
+        to_tag: m.to_tag().map(str::to_owned),
+        bytes: Arc::from(m.to_bytes().as_ref()),
+    }
+}
+
+fn tsx_method(m: &SipMethod) -> Method {
+    Method::from_token(m.as_str())
+}
+
+/// The endpoint: message layer + transaction layer + the interim TU.
+pub struct Endpoint {
+    layer: TransactionLayer,
+    peers: PeerTable,
+    logs: [LogBudget; 3],
+    tag_seed: u64,
+    tag_counter: u64,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// `tag_seed` comes from the edge's randomness: To tags must be globally unique
+    /// (RFC 3261 §19.3) and this core has no random source of its own.
+    pub fn new(config: LayerConfig, tag_seed: u64) -> Result<Endpoint, EndpointError> {
+        Ok(Endpoint {
+            layer: TransactionLayer::new(config, Box::new(MessageWire))?,
+            peers: PeerTable::default(),
+            logs: [LogBudget::default(); 3],
+            tag_seed,
+            tag_counter: 0,
+        })
+    }
+
+    /// One UDP datagram from `src` (RFC 3261 §18.3: one datagram, one message).
+    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, bytes: &[u8]) {
+        let peer = self.peers.peer(Destination::Udp(src));
+        match parse_datagram(bytes) {
+            Ok(m) => self.handle_message(now, peer, src, m, Reliability::Unreliable),
+            // Bare CRLFs are keep-alives (RFC 5626 §3.5.1 applies them to streams; over UDP
+            // they need no answer).
+            Err(MessageError::Empty) => {}
+            Err(e) => self.reject(now, peer, src, bytes, &e),
+        }
+    }
+
+    /// One result of [`super::message::StreamFramer::next_frame`] on connection `conn`.
+    /// The edge closes the connection once its framer reports itself closed.
+    pub fn handle_stream(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        src: SocketAddr,
+        frame: Result<Frame, MessageError>,
+    ) {
+        let peer = self.peers.peer(Destination::Stream(conn));
+        match frame {
+            Ok(Frame::Message(m)) => self.handle_message(now, peer, src, *m, Reliability::Reliable),
+            // RFC 5626 §3.5.1: a double-CRLF ping is answered with a single CRLF pong.
+            Ok(Frame::Ping) => self.layer.send_stateless(peer, Arc::from(&b"\r\n"[..])),
+            Ok(Frame::Rejected { error, raw }) => self.reject(now, peer, src, &raw, &error),
+            Err(error) => self.log_malformed(now, Malformed::Stream, src, &error),
+        }
+    }
+
+    /// Fires due transaction timers (retransmissions, Timer H/J cleanup).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        self.drain_events(now, None);
+    }
+
+    /// The next message to send; drain until `None` after every `handle_*` call.
+    pub fn poll_transmit(&mut self) -> Option<Outbound> {
+        loop {
+            let t = self.layer.poll_transmit()?;
+            match self.peers.destination(t.to) {
+                Some(to) => {
+                    return Some(Outbound { to, bytes: t.bytes });
+                }
+                None => tracing::debug!("dropping a transmit to an evicted IPv6 peer"),
+            }
+        }
+    }
+
+    /// When [`Self::handle_timeout`] must next be called.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.layer.poll_timeout()
+    }
+
+    /// Live transactions, for status and tests.
+    pub fn transactions(&self) -> usize {
+        self.layer.len()
+    }
+
+    fn handle_message(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        src: SocketAddr,
+        m: Message,
+        reliability: Reliability,
+    ) {
+        let m = if m.is_request() {
+            match m.with_received(src) {
+                Ok(m) => m,
+                Err(e) => return self.log_malformed(now, Malformed::Request, src, &e),
+            }
+        } else {
+            m
+        };
+        self.layer
+            .handle_incoming(now, envelope(&m), reliability, peer);
+        self.drain_events(now, Some(&m));
+    }
+
+    /// Handles what the layer reports. `current` is the request just fed in: a NewRequest
+    /// can only come from it, since the layer works synchronously.
+    fn drain_events(&mut self, now: Instant, current: Option<&Message>) {
+        while let Some(event) = self.layer.poll_event() {
+            match event {
+                TsxEvent::NewRequest { key, msg, .. } => {
+                    let Some(request) = current else { continue };
+                    let Some(response) = self.answer(request, &msg) else {
+                        continue;
+                    };
+                    if let Err(e) = self.layer.send_response(now, &key, envelope(&response)) {
+                        tracing::debug!(error = %e, "server transaction refused our response");
+                    }
+                }
+                // RFC 2543 peers (no magic cookie, inv2543.dat, badbranch.dat): answered
+                // statelessly (§17.2.3 matching is not implemented).
+                TsxEvent::NoTransactionMatch { msg, from, .. } => {
+                    let Some(request) = current else { continue };
+                    if let Some(response) = self.answer(request, &msg) {
+                        self.layer
+                            .send_stateless(from, Arc::from(response.to_bytes().as_ref()));
+                    }
+                }
+                TsxEvent::Overloaded { from, .. } => {
+                    let Some(request) = current else { continue };
+                    let tag = self.next_tag();
+                    let response =
+                        Message::response_to(request, 503, "Service Unavailable").with_to_tag(&tag);
+                    let response = response
+                        .clone()
+                        .with_header("Retry-After", &OVERLOAD_RETRY_AFTER_SECS.to_string())
+                        .unwrap_or(response);
+                    self.layer
+                        .send_stateless(from, Arc::from(response.to_bytes().as_ref()));
+                }
+                // No client transactions and no dialogs yet: nothing consumes these.
+                TsxEvent::AckFor2xx { .. }
+                | TsxEvent::StrayResponse { .. }
+                | TsxEvent::Response { .. }
+                | TsxEvent::Timeout { .. }
+                | TsxEvent::TransportError { .. }
+                | TsxEvent::Terminated { .. } => {}
+            }
+        }
+    }
+
+    /// The interim TU: the final response to a request, or `None` for ACK.
+    fn answer(&mut self, request: &Message, tsx: &TsxMessage) -> Option<Message> {
+        let method = request.method()?;
+        if *method == SipMethod::Ack {
+            return None;
+        }
+        let tag = self.next_tag();
+        // RFC 3261 §8.2: method, URI scheme, Require, then content checks, before anything else.
+        if let Some(rejection) = uas_precheck(request, SUPPORTED_EXTENSIONS, ALLOWED_METHODS) {
+            return Some(rejection.to_response(request, &tag));
+        }
+        let reply =
+            |code, reason| Some(Message::response_to(request, code, reason).with_to_tag(&tag));
+        // §12.2.2: we hold no dialogs yet, so every in-dialog request is for an unknown one.
+        if request.to_tag().is_some() {
+            return reply(481, "Call/Transaction Does Not Exist");
+        }
+        match method {
+            SipMethod::Options => {
+                let ok = Message::response_to(request, 200, "OK").with_to_tag(&tag);
+                // §11.2; carriers use OPTIONS as keep-alive. No Server header: a version
+                // string only helps an attacker pick exploits.
+                let with = ok
+                    .clone()
+                    .with_header("Allow", &ALLOWED_METHODS.join(", "))
+                    .and_then(|m| m.with_header("Accept", ACCEPTED_BODY))
+                    .and_then(|m| m.with_header("Accept-Encoding", "identity"))
+                    .and_then(|m| m.with_header("Supported", &SUPPORTED_EXTENSIONS.join(", ")));
+                Some(with.unwrap_or(ok))
+            }
+            // The registrar replaces this refusal; until then no binding can be created.
+            SipMethod::Register => reply(403, "Forbidden"),
+            // The B2BUA call path replaces this; until then callers hear "unavailable"
+            // (§21.4.18) rather than a server error.
+            SipMethod::Invite => reply(480, "Temporarily Unavailable"),
+            // §9.2: 200 if the INVITE it targets is known (its final response already went
+            // out, so the CANCEL changes nothing), else 481.
+            SipMethod::Cancel => match self.layer.find_invite_server_for_cancel(tsx) {
+                Some(_) => reply(200, "OK"),
+                None => reply(481, "Call/Transaction Does Not Exist"),
+            },
+            // BYE, PRACK, UPDATE, INFO outside a dialog (§12.2.2 by analogy, §15.1.2).
+            _ => reply(481, "Call/Transaction Does Not Exist"),
+        }
+    }
+
+    fn reject(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        src: SocketAddr,
+        raw: &[u8],
+        error: &MessageError,
+    ) {
+        let kind = if error.status().is_some() {
+            Malformed::Request
+        } else {
+            Malformed::Response
+        };
+        self.log_malformed(now, kind, src, error);
+        let tag = self.next_tag();
+        if let Some(bytes) = stateless_error_response(raw, error, &tag) {
+            self.layer.send_stateless(peer, Arc::from(bytes.as_ref()));
+        }
+    }
+
+    /// Warns about malformed input within the budget. Only the error (which names headers,
+    /// never their values) and the peer address are logged: From/To hold callers' numbers.
+    fn log_malformed(&mut self, now: Instant, kind: Malformed, src: SocketAddr, e: &MessageError) {
+        let Some(budget) = self.logs.get_mut(kind.index()) else {
+            return;
+        };
+        let (write, suppressed) = budget.take(now);
+        if suppressed > 0 {
+            tracing::warn!(
+                kind = kind.as_str(),
+                suppressed,
+                "malformed SIP input not logged"
+            );
+        }
+        if write {
+            tracing::warn!(kind = kind.as_str(), peer = %src, error = %e, "malformed SIP input");
+        }
+    }
+
+    /// A To tag unique to this process run (§19.3), from the edge's seed and a counter.
+    fn next_tag(&mut self) -> String {
+        self.tag_counter = self.tag_counter.wrapping_add(1);
+        let mixed = self
+            .tag_seed
+            .wrapping_add(self.tag_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        format!("{mixed:016x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::StreamFramer;
+
+    const OPTIONS: &str = "OPTIONS sip:desk@example.jp SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKopt1;rport\r\n\
+        Max-Forwards: 70\r\nTo: <sip:desk@example.jp>\r\n\
+        From: <sip:carrier@example.net>;tag=c1\r\nCall-ID: opt-1@example.net\r\n\
+        CSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+    fn src() -> SocketAddr {
+        "192.0.2.10:40123".parse().unwrap()
+    }
+
+    fn endpoint() -> Endpoint {
+        Endpoint::new(LayerConfig::default(), 42).unwrap()
+    }
+
+    fn drain(ep: &mut Endpoint) -> Vec<(Destination, Message)> {
+        std::iter::from_fn(|| ep.poll_transmit())
+            .map(|o| (o.to, parse_datagram(&o.bytes).expect("we send valid SIP")))
+            .collect()
+    }
+
+    fn request(method: &str, extra: &str) -> String {
+        format!(
+            "{method} sip:desk@example.jp SIP/2.0\r\n\
+             Via: SIP/2.0/UDP host.example.net;branch=z9hG4bK{method}1\r\n\
+             Max-Forwards: 70\r\nTo: <sip:desk@example.jp>{extra}\r\n\
+             From: <sip:a@example.net>;tag=f1\r\nCall-ID: {method}-1@example.net\r\n\
+             CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn status_of(ep: &mut Endpoint, raw: &str) -> Option<u16> {
+        let now = Instant::now();
+        ep.handle_datagram(now, src(), raw.as_bytes());
+        let out = drain(ep);
+        assert!(out.len() <= 1, "one answer at most: {out:?}");
+        out.first().and_then(|(_, m)| m.status())
+    }
+
+    #[test]
+    fn options_gets_capabilities_and_no_version() {
+        let mut ep = endpoint();
+        ep.handle_datagram(Instant::now(), src(), OPTIONS.as_bytes());
+        let out = drain(&mut ep);
+        let [(to, r)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*to, Destination::Udp(src()));
+        assert_eq!(r.status(), Some(200));
+        assert!(r.to_tag().is_some());
+        assert_eq!(r.header("Allow"), Some(ALLOWED_METHODS.join(", ").as_str()));
+        assert_eq!(r.header("Accept"), Some("application/sdp"));
+        assert!(r.header("Supported").is_some());
+        assert!(r.header("Server").is_none() && r.header("User-Agent").is_none());
+        // RFC 3581 §4: received and the source port in rport.
+        assert_eq!(r.top_via().received(), Some("192.0.2.10"));
+        assert_eq!(r.top_via().rport(), Some(40123));
+        // A retransmission is absorbed and the response resent by the transaction (§17.2.2).
+        ep.handle_datagram(Instant::now(), src(), OPTIONS.as_bytes());
+        let again = drain(&mut ep);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1, *r);
+    }
+
+    #[test]
+    fn interim_tu_answers() {
+        let mut ep = endpoint();
+        assert_eq!(status_of(&mut ep, &request("REGISTER", "")), Some(403));
+        assert_eq!(status_of(&mut ep, &request("INVITE", "")), Some(480));
+        assert_eq!(status_of(&mut ep, &request("BYE", "")), Some(481));
+        assert_eq!(status_of(&mut ep, &request("INFO", ";tag=x")), Some(481));
+        assert_eq!(status_of(&mut ep, &request("ACK", "")), None);
+        assert_eq!(status_of(&mut ep, &request("MESSAGE", "")), Some(405));
+        assert_eq!(status_of(&mut ep, &request("FOO", "")), Some(501));
+        let require =
+            request("OPTIONS", "").replace("Max-Forwards", "Require: foo\r\nMax-Forwards");
+        assert_eq!(status_of(&mut ep, &require), Some(420));
+    }
+
+    #[test]
+    fn malformed_requests_get_stateless_errors_and_responses_are_dropped() {
+        let mut ep = endpoint();
+        let v7 = request("OPTIONS", "").replace("SIP/2.0\r\n", "SIP/7.0\r\n");
+        assert_eq!(status_of(&mut ep, &v7), Some(505));
+        let dup = request("OPTIONS", "").replace("CSeq", "Call-ID: again\r\nCSeq");
+        assert_eq!(status_of(&mut ep, &dup), Some(400));
+        let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKr\r\n\r\n";
+        assert_eq!(status_of(&mut ep, response), None);
+        let good_response = Message::response_to(
+            &parse_datagram(request("OPTIONS", "").as_bytes()).unwrap(),
+            200,
+            "OK",
+        );
+        assert_eq!(
+            status_of(
+                &mut ep,
+                std::str::from_utf8(&good_response.to_bytes()).unwrap()
+            ),
+            None
+        );
+        assert_eq!(status_of(&mut ep, "\r\n\r\n"), None);
+        assert_eq!(status_of(&mut ep, "\0\0garbage"), None);
+    }
+
+    #[test]
+    fn streams_pong_and_route_to_the_connection() {
+        let mut ep = endpoint();
+        let mut framer = StreamFramer::new();
+        framer.push(b"\r\n\r\n").unwrap();
+        framer.push(OPTIONS.as_bytes()).unwrap();
+        let conn = ConnId(7);
+        while let Some(f) = framer.next_frame() {
+            ep.handle_stream(Instant::now(), conn, src(), f);
+        }
+        let out: Vec<Outbound> = std::iter::from_fn(|| ep.poll_transmit()).collect();
+        assert_eq!(out.len(), 2);
+        assert_eq!(&*out[0].bytes, b"\r\n");
+        assert!(out.iter().all(|o| o.to == Destination::Stream(conn)));
+        assert!(out[1].bytes.starts_with(b"SIP/2.0 200 OK"));
+    }
+
+    #[test]
+    fn peer_ids_round_trip_and_v6_table_is_bounded() {
+        let mut t = PeerTable::default();
+        for d in [
+            Destination::Udp("203.0.113.255:65535".parse().unwrap()),
+            Destination::Udp("0.0.0.0:0".parse().unwrap()),
+            Destination::Stream(ConnId(u64::MAX >> 2)),
+            Destination::Udp("[2001:db8::1]:5060".parse().unwrap()),
+        ] {
+            let p = t.peer(d);
+            assert_eq!(t.destination(p), Some(d));
+        }
+        let first = t.peer(Destination::Udp("[2001:db8::1]:5060".parse().unwrap()));
+        for port in 0..(MAX_V6_PEERS as u16 + 10) {
+            t.peer(Destination::Udp(SocketAddr::new(
+                "2001:db8::2".parse().unwrap(),
+                port,
+            )));
+        }
+        assert!(t.by_id.len() <= MAX_V6_PEERS && t.by_addr.len() <= MAX_V6_PEERS);
+        assert_eq!(t.destination(first), None, "oldest evicted");
+    }
+
+    #[test]
+    fn log_budget_limits_lines_per_window() {
+        let mut b = LogBudget::default();
+        let t0 = Instant::now();
+        let written = (0..100).filter(|_| b.take(t0).0).count();
+        assert_eq!(written, LOG_LINES_PER_WINDOW as usize);
+        assert_eq!(b.take(t0 + LOG_WINDOW), (true, 100 - written as u64));
+    }
+
+    #[test]
+    fn invite_final_is_retransmitted_until_timer_h() {
+        let mut ep = endpoint();
+        let t0 = Instant::now();
+        ep.handle_datagram(t0, src(), request("INVITE", "").as_bytes());
+        assert_eq!(drain(&mut ep).len(), 1);
+        let mut sent = 0;
+        let mut now = t0;
+        for _ in 0..100 {
+            let Some(at) = ep.poll_timeout() else { break };
+            now = at;
+            ep.handle_timeout(now);
+            sent += drain(&mut ep).len();
+        }
+        assert!(sent >= 5, "Timer G retransmissions (§17.2.1): {sent}");
+        assert_eq!(ep.transactions(), 0, "Timer H ended it");
+        assert!(now.duration_since(t0) >= Duration::from_secs(32));
+    }
+}

@@ -2,9 +2,9 @@
 //! pure cores and carries their outputs out; no rule is decided here.
 
 mod notify;
+mod sip;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::net::{TcpListener, UdpSocket};
@@ -159,7 +159,7 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
             }
         })
     });
-    let sip = tokio::spawn(crate::daemon::sip_edge(udp, tcp));
+    let sip = tokio::spawn(sip::run(udp, tcp));
     shutdown_signal().await;
     tracing::info!("shutting down");
     notify::notify("STOPPING=1");
@@ -169,35 +169,6 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
     }
     d.ledger.close().await;
     Ok(())
-}
-
-/// Until the SIP core is wired in, the edge holds the sockets so that the ports are ours and
-/// drains what arrives (bounded: one datagram buffer, connections closed at once).
-async fn sip_edge(udp: Option<UdpSocket>, tcp: Option<TcpListener>) {
-    let udp_task = async {
-        if let Some(sock) = udp {
-            let mut buf = vec![0u8; 65_536];
-            loop {
-                if sock.recv_from(&mut buf).await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        } else {
-            std::future::pending::<()>().await
-        }
-    };
-    let tcp_task = async {
-        if let Some(l) = tcp {
-            loop {
-                if let Ok((s, _)) = l.accept().await {
-                    drop(s);
-                }
-            }
-        } else {
-            std::future::pending::<()>().await
-        }
-    };
-    tokio::join!(udp_task, tcp_task);
 }
 
 async fn shutdown_signal() {

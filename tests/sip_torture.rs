@@ -135,12 +135,7 @@ fn status_of(text: &str) -> u16 {
 fn torture_dir() -> PathBuf {
     std::env::var_os("SMARTDESK_TORTURE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/testdata/sip-torture"
-            ))
-        })
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sip-torture")))
 }
 
 fn load(file: &str) -> Vec<u8> {

@@ -388,18 +388,22 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
     r
 }
 
+/// All profile problems as one bad-input error (exit 2), one line each.
+pub fn profile_errors(ps: Vec<crate::config::ConfigProblem>) -> CliError {
+    CliError::Input(format!(
+        "{} profile error(s):\n{}",
+        ps.len(),
+        ps.iter()
+            .map(|p| format!("  - {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
+}
+
 fn check_config(g: &GlobalArgs) -> CliResult {
     let cfg = load_config(g)?;
-    let profiles = crate::config::Profiles::load_dir(&cfg.sip.profiles_dir).map_err(|ps| {
-        CliError::Input(format!(
-            "{} profile error(s):\n{}",
-            ps.len(),
-            ps.iter()
-                .map(|p| format!("  - {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ))
-    })?;
+    let profiles =
+        crate::config::Profiles::load_dir(&cfg.sip.profiles_dir).map_err(profile_errors)?;
     let warning = crate::hours::Calendar::new(cfg.hours.clone()).coverage_warning(today_tokyo());
     if g.json {
         print_json(&serde_json::json!({

@@ -72,16 +72,7 @@ pub fn run(g: &GlobalArgs, args: ServeArgs) -> CliResult {
         Some(s) => Clock::starting_at(parse_instant("--clock", s)?),
         None => Clock::real(),
     };
-    let profiles = Profiles::load_dir(&cfg.sip.profiles_dir).map_err(|ps| {
-        CliError::Input(format!(
-            "{} profile error(s):\n{}",
-            ps.len(),
-            ps.iter()
-                .map(|p| format!("  - {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ))
-    })?;
+    let profiles = Profiles::load_dir(&cfg.sip.profiles_dir).map_err(crate::cli::profile_errors)?;
     let calendar = Calendar::try_new(cfg.hours.clone()).map_err(|e| CliError::field("hours", e))?;
     init_logging(&cfg);
     std::fs::create_dir_all(cfg.data_dir()).map_err(|e| {

@@ -121,33 +121,32 @@ pub(crate) fn split_outside(s: &str, sep: u8) -> Option<Vec<&str>> {
 
 /// Elements of a comma-separated header value; empty elements (badinv01.dat `,,`) are refused.
 pub(crate) fn list_elements<'a>(name: &str, value: &'a str) -> Result<Vec<&'a str>, MessageError> {
-    let parts = split_outside(value, b',')
-        .ok_or_else(|| MessageError::bad_header(name, "unterminated quoted string"))?;
-    parts
+    split_nonempty(name, value, b',', "empty list element")
+}
+
+/// Split `s` on `sep` outside quoted strings, trimming each part; an empty part (RFC 4475
+/// badinv01.dat: `,,` and `;;` in Via and Contact) is refused with `empty`.
+fn split_nonempty<'a>(
+    name: &str,
+    s: &'a str,
+    sep: u8,
+    empty: &'static str,
+) -> Result<Vec<&'a str>, MessageError> {
+    split_outside(s, sep)
+        .ok_or_else(|| MessageError::bad_header(name, "unterminated quoted string"))?
         .into_iter()
-        .map(|p| {
-            let p = trim_wsp(p);
-            if p.is_empty() {
-                Err(MessageError::bad_header(name, "empty list element"))
-            } else {
-                Ok(p)
-            }
+        .map(|p| match trim_wsp(p) {
+            "" => Err(MessageError::bad_header(name, empty)),
+            p => Ok(p),
         })
         .collect()
 }
 
 /// `*( SEMI generic-param )`, where `s` is the text after the first `;`.
 fn parse_params(name: &str, s: &str) -> Result<Vec<Param>, MessageError> {
-    let parts = split_outside(s, b';')
-        .ok_or_else(|| MessageError::bad_header(name, "unterminated quoted string"))?;
-    parts
+    split_nonempty(name, s, b';', "empty parameter")?
         .into_iter()
         .map(|p| {
-            let p = trim_wsp(p);
-            if p.is_empty() {
-                // badinv01.dat: `;;` in Via and Contact.
-                return Err(MessageError::bad_header(name, "empty parameter"));
-            }
             let (pname, pvalue) = match p.split_once('=') {
                 Some((n, v)) => (trim_wsp(n), Some(trim_wsp(v))),
                 None => (p, None),

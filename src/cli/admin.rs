@@ -48,34 +48,6 @@ fn non_empty(field: &str, s: &str) -> CliResult<String> {
     Ok(t.to_string())
 }
 
-/// The contract as the billing engine sees it, assembled from the ledger.
-pub(crate) async fn history(ledger: &Ledger, c: &Contractor) -> CliResult<ContractHistory> {
-    let mut h = ContractHistory::new(c.start_date, c.plan, c.hearing);
-    h.plan_changes = ledger
-        .plan_changes(c.id)
-        .await?
-        .into_iter()
-        .map(|p| contract::PlanChange {
-            received: p.received_on,
-            plan: p.plan,
-            hearing: p.hearing,
-        })
-        .collect();
-    if let Some(cn) = ledger.cancellation(c.id).await? {
-        let end_month = match &cn.end_month {
-            Some(m) => Some(m.parse::<YearMonth>().map_err(|_| {
-                CliError::Other(anyhow::anyhow!("corrupt end month in ledger: {m:?}"))
-            })?),
-            None => None,
-        };
-        h.cancellation = Some(contract::Cancellation {
-            received: cn.received_on,
-            end_month,
-        });
-    }
-    Ok(h)
-}
-
 /// State on `today`: stored state, unless the contract has not started or has run out.
 fn effective_state(c: &Contractor, h: &ContractHistory, today: chrono::NaiveDate) -> &'static str {
     match h.status_on(today) {
@@ -143,7 +115,7 @@ pub(crate) async fn contractor(
             let numbers = ledger.numbers().await?;
             let mut out = Vec::new();
             for c in ledger.contractors().await? {
-                let h = history(ledger, &c).await?;
+                let h = ledger.contract_history(&c).await?;
                 out.push(ContractorOut {
                     effective_state: effective_state(&c, &h, today),
                     numbers: numbers
@@ -178,7 +150,7 @@ pub(crate) async fn contractor(
         ContractorCmd::Show { id } => {
             let id = parse_id("ID", &id)?;
             let c = ledger.contractor(id).await?;
-            let h = history(ledger, &c).await?;
+            let h = ledger.contract_history(&c).await?;
             let today = today_tokyo();
             let numbers: Vec<String> = ledger
                 .numbers()
@@ -284,7 +256,7 @@ pub(crate) async fn contractor(
                 None => today_tokyo(),
             };
             let c = ledger.contractor(id).await?;
-            let mut h = history(ledger, &c).await?;
+            let mut h = ledger.contract_history(&c).await?;
             let effective = contract::plan_change_effective(received)
                 .map_err(|e| CliError::field("--received", e))?;
             let (current, current_hearing) = h.plan_on(effective.pred_opt().unwrap_or(effective));
@@ -355,7 +327,7 @@ pub(crate) async fn contractor(
                     ),
                 ));
             }
-            let mut h = history(ledger, &c).await?;
+            let mut h = ledger.contract_history(&c).await?;
             h.cancellation = Some(contract::Cancellation {
                 received,
                 end_month,
@@ -529,9 +501,12 @@ fn seat_name(name: &str) -> CliResult<String> {
 }
 
 pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: SeatCmd) -> CliResult {
-    let realm = Profiles::load_dir(&cfg.sip.profiles_dir)
-        .map(|p| p.seats.realm)
-        .map_err(|ps| CliError::Input(format!("sip profiles are invalid: {}", ps[0])))?;
+    // Digest HA1 hashes are bound to the realm of the seat profile.
+    let realm = || {
+        Profiles::load_dir(&cfg.sip.profiles_dir)
+            .map(|p| p.seats.realm)
+            .map_err(crate::cli::profile_errors)
+    };
     match cmd {
         SeatCmd::Add {
             name,
@@ -539,6 +514,7 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
             web_password,
         } => {
             let name = seat_name(&name)?;
+            let realm = realm()?;
             let (ha1_md5, ha1_sha256) = seat_secrets(&name, &realm, &password)?;
             let web = match web_password {
                 Some(w) => Some(
@@ -580,14 +556,17 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
                     "give --password and/or --web-password",
                 ));
             }
-            let (ha1_md5, ha1_sha256) = match &password {
-                Some(p) => seat_secrets(&name, &realm, p)?,
-                None => (existing.ha1_md5.clone(), existing.ha1_sha256.clone()),
-            };
-            let realm = if password.is_some() {
-                realm
-            } else {
-                existing.realm.clone()
+            let (realm, ha1_md5, ha1_sha256) = match &password {
+                Some(p) => {
+                    let realm = realm()?;
+                    let (md5, sha256) = seat_secrets(&name, &realm, p)?;
+                    (realm, md5, sha256)
+                }
+                None => (
+                    existing.realm.clone(),
+                    existing.ha1_md5.clone(),
+                    existing.ha1_sha256.clone(),
+                ),
             };
             let web = match &web_password {
                 Some(w) => Some(

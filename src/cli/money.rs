@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde::Serialize;
 
-use super::admin::{history, month_bounds, parse_month, parse_plan};
+use super::admin::{month_bounds, parse_month, parse_plan};
 use super::{parse_date, parse_id, print_json, CliError, CliResult, GlobalArgs};
 use crate::billing::{statement, BillingError, Statement, Usage, YearMonth};
 use crate::contract::{self, ContractHistory};
-use crate::ledger::Ledger;
+use crate::ledger::{Contractor, Ledger};
 
 #[derive(Debug, Args)]
 pub struct QuoteArgs {
@@ -120,12 +120,12 @@ pub struct ContractorStatement {
 /// contract does not cover the month.
 pub async fn contractor_statement(
     ledger: &Ledger,
-    contractor_id: i64,
+    c: &Contractor,
     month: YearMonth,
     paid_on: Option<chrono::NaiveDate>,
 ) -> CliResult<Option<ContractorStatement>> {
-    let c = ledger.contractor(contractor_id).await?;
-    let h = history(ledger, &c).await?;
+    let contractor_id = c.id;
+    let h = ledger.contract_history(c).await?;
     let (from, to) = month_bounds(month)?;
     let counts = ledger.billable_counts(contractor_id, from, to).await?;
     let usage = Usage {
@@ -135,7 +135,7 @@ pub async fn contractor_statement(
     match statement(&h, month, &usage, paid_on) {
         Ok(statement) => Ok(Some(ContractorStatement {
             contractor_id,
-            contractor_name: c.name,
+            contractor_name: c.name.clone(),
             statement,
         })),
         Err(BillingError::MonthBeforeStart { .. } | BillingError::MonthAfterEnd { .. }) => Ok(None),
@@ -153,7 +153,8 @@ pub(crate) async fn bill(g: &GlobalArgs, ledger: &Ledger, a: &BillArgs) -> CliRe
     };
     if let Some(c) = &a.contractor {
         let id = parse_id("--contractor", c)?;
-        let st = contractor_statement(ledger, id, month, paid_on)
+        let contractor = ledger.contractor(id).await?;
+        let st = contractor_statement(ledger, &contractor, month, paid_on)
             .await?
             .ok_or_else(|| {
                 CliError::field(
@@ -165,7 +166,7 @@ pub(crate) async fn bill(g: &GlobalArgs, ledger: &Ledger, a: &BillArgs) -> CliRe
     }
     let mut all = Vec::new();
     for c in ledger.contractors().await? {
-        if let Some(st) = contractor_statement(ledger, c.id, month, paid_on).await? {
+        if let Some(st) = contractor_statement(ledger, &c, month, paid_on).await? {
             all.push(st);
         }
     }

@@ -5,7 +5,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::{on_pool, Ledger, LedgerError};
-use crate::contract::Plan;
+use crate::billing::YearMonth;
+use crate::contract::{self, ContractHistory, Plan};
 use crate::number::E164;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -515,5 +516,35 @@ impl Ledger {
                 },
             )
             .collect())
+    }
+
+    /// The contract as the pure billing and contract rules see it: start, plan changes and
+    /// cancellation. Suspensions are kept apart: they never change fees (SPEC §6).
+    pub async fn contract_history(&self, c: &Contractor) -> Result<ContractHistory, LedgerError> {
+        let mut h = ContractHistory::new(c.start_date, c.plan, c.hearing);
+        h.plan_changes = self
+            .plan_changes(c.id)
+            .await?
+            .into_iter()
+            .map(|p| contract::PlanChange {
+                received: p.received_on,
+                plan: p.plan,
+                hearing: p.hearing,
+            })
+            .collect();
+        if let Some(cn) = self.cancellation(c.id).await? {
+            let end_month = match &cn.end_month {
+                Some(m) => Some(m.parse::<YearMonth>().map_err(|_| LedgerError::Corrupt {
+                    field: "cancellations.end_month",
+                    value: m.clone(),
+                })?),
+                None => None,
+            };
+            h.cancellation = Some(contract::Cancellation {
+                received: cn.received_on,
+                end_month,
+            });
+        }
+        Ok(h)
     }
 }

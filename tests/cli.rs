@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use smartdesk::ledger::NewCall;
+use smartdesk::ledger::{NewCall, NewFirstResponse};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
@@ -35,22 +35,62 @@ fn add_abc(env: &common::Env, plan: &str, start: &str, hearing: bool) -> i64 {
         .unwrap_or_else(|_| panic!("id alone on stdout, got {:?}", out.stdout))
 }
 
+/// A billable call to contractor's number from a known caller; tests override fields.
+fn new_call(contractor: i64, call_id: &str, started: DateTime<Utc>) -> NewCall {
+    NewCall {
+        trunk: "example-carrier".into(),
+        sip_call_id: call_id.into(),
+        from_tag: String::new(),
+        contractor_id: Some(contractor),
+        number: "+81312345678".into(),
+        caller: Some("+819012345678".into()),
+        caller_withheld: false,
+        billable: true,
+        outcome: None,
+        started_at: started,
+    }
+}
+
+/// A complaint record (category `complaint`) for a call.
+fn complaint(call_row: i64, contractor: i64, written: DateTime<Utc>) -> NewFirstResponse {
+    NewFirstResponse {
+        call_row,
+        contractor_id: contractor,
+        seat_id: None,
+        supersedes: None,
+        caller_name: "匿名".into(),
+        callback_number: None,
+        callback_wanted: false,
+        purpose: "苦情".into(),
+        category: "complaint".into(),
+        hearing_answers: serde_json::json!({}),
+        written_by: "op1".into(),
+        created_at: written,
+    }
+}
+
+/// A withheld caller's call whose outcome is already known.
+fn withheld_call(contractor: i64, call_id: &str, started: &str, outcome: &str) -> NewCall {
+    NewCall {
+        caller: None,
+        caller_withheld: true,
+        outcome: Some(outcome.into()),
+        ..new_call(contractor, call_id, at(started))
+    }
+}
+
 async fn insert_calls(env: &common::Env, contractor: i64, n: usize, first: &str, outcome: &str) {
     let l = env.ledger().await;
     let start = at(first);
     for i in 0..n {
         let (id, new) = l
             .insert_call(&NewCall {
-                trunk: "example-carrier".into(),
-                sip_call_id: format!("{outcome}-{first}-{i}@carrier"),
                 from_tag: format!("tag{i}"),
-                contractor_id: Some(contractor),
-                number: "+81312345678".into(),
-                caller: Some("+819012345678".into()),
-                caller_withheld: false,
-                billable: true,
-                outcome: None,
-                started_at: start + chrono::Duration::minutes(i as i64),
+                ..new_call(
+                    contractor,
+                    &format!("{outcome}-{first}-{i}@carrier"),
+                    start + chrono::Duration::minutes(i as i64),
+                )
             })
             .await
             .expect("insert");
@@ -613,16 +653,9 @@ e2e_both!(suspended_calls_are_not_billed, |env| {
     insert_calls(&env, a, 101, "2026-11-02T00:00:00Z", "answered").await;
     let l = env.ledger().await;
     l.insert_call(&NewCall {
-        trunk: "example-carrier".into(),
-        sip_call_id: "while-suspended".into(),
         from_tag: "x".into(),
-        contractor_id: Some(a),
-        number: "+81312345678".into(),
-        caller: None,
-        caller_withheld: true,
         billable: false,
-        outcome: Some("suspended".into()),
-        started_at: at("2026-11-10T00:00:00Z"),
+        ..withheld_call(a, "while-suspended", "2026-11-10T00:00:00Z", "suspended")
     })
     .await
     .expect("insert");
@@ -676,35 +709,11 @@ e2e_both!(complaint_rule_flags_then_suspends_when_configured, |env| {
     let mut last_record = 0;
     for (i, d) in days.iter().enumerate() {
         let (call, _) = l
-            .insert_call(&NewCall {
-                trunk: "t".into(),
-                sip_call_id: format!("c{i}"),
-                from_tag: String::new(),
-                contractor_id: Some(a),
-                number: "+81312345678".into(),
-                caller: None,
-                caller_withheld: true,
-                billable: true,
-                outcome: Some("answered".into()),
-                started_at: at(d),
-            })
+            .insert_call(&withheld_call(a, &format!("c{i}"), d, "answered"))
             .await
             .expect("call");
         last_record = l
-            .add_first_response(&smartdesk::ledger::NewFirstResponse {
-                call_row: call,
-                contractor_id: a,
-                seat_id: None,
-                supersedes: None,
-                caller_name: "匿名".into(),
-                callback_number: None,
-                callback_wanted: false,
-                purpose: "苦情".into(),
-                category: "complaint".into(),
-                hearing_answers: serde_json::json!({}),
-                written_by: "op1".into(),
-                created_at: at(d),
-            })
+            .add_first_response(&complaint(call, a, at(d)))
             .await
             .expect("record");
     }
@@ -718,34 +727,10 @@ e2e_both!(complaint_rule_flags_then_suspends_when_configured, |env| {
     );
     // A fifth on 11-12: flagged (window 11-10..11-12), but only flagged by default.
     let (call, _) = l
-        .insert_call(&NewCall {
-            trunk: "t".into(),
-            sip_call_id: "c5".into(),
-            from_tag: String::new(),
-            contractor_id: Some(a),
-            number: "+81312345678".into(),
-            caller: None,
-            caller_withheld: true,
-            billable: true,
-            outcome: Some("answered".into()),
-            started_at: at("2026-11-12T05:00:00Z"),
-        })
+        .insert_call(&withheld_call(a, "c5", "2026-11-12T05:00:00Z", "answered"))
         .await
         .expect("call");
-    let fifth = smartdesk::ledger::NewFirstResponse {
-        call_row: call,
-        contractor_id: a,
-        seat_id: None,
-        supersedes: None,
-        caller_name: "匿名".into(),
-        callback_number: None,
-        callback_wanted: false,
-        purpose: "苦情".into(),
-        category: "complaint".into(),
-        hearing_answers: serde_json::json!({}),
-        written_by: "op1".into(),
-        created_at: at("2026-11-12T05:00:00Z"),
-    };
+    let fifth = complaint(call, a, at("2026-11-12T05:00:00Z"));
     let fifth_id = l.add_first_response(&fifth).await.expect("record");
     let v = env
         .run(&["contractor", "complaints", &a.to_string(), "--json"])
@@ -763,7 +748,7 @@ e2e_both!(complaint_rule_flags_then_suspends_when_configured, |env| {
     );
     // A correction re-categorising the fifth record un-trips the rule (only current versions count).
     let corrected = l
-        .add_first_response(&smartdesk::ledger::NewFirstResponse {
+        .add_first_response(&NewFirstResponse {
             supersedes: Some(fifth_id),
             category: "normal".into(),
             ..fifth.clone()
@@ -777,7 +762,7 @@ e2e_both!(complaint_rule_flags_then_suspends_when_configured, |env| {
         .json();
     assert!(v["flagged"].is_null(), "{v}");
     // Correct it back to a complaint; with automatic suspension configured, it suspends.
-    l.add_first_response(&smartdesk::ledger::NewFirstResponse {
+    l.add_first_response(&NewFirstResponse {
         supersedes: Some(corrected),
         category: "complaint".into(),
         ..fifth.clone()
@@ -785,7 +770,7 @@ e2e_both!(complaint_rule_flags_then_suspends_when_configured, |env| {
     .await
     .expect("second correction");
     assert!(
-        l.add_first_response(&smartdesk::ledger::NewFirstResponse {
+        l.add_first_response(&NewFirstResponse {
             supersedes: Some(fifth_id),
             ..fifth.clone()
         })

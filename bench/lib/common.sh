@@ -93,7 +93,7 @@ build_helpers() {
     local d=$1
     mkdir -p "$d"
     cc -O2 -shared -fPIC -o "$d/fineclock.so" "$LIBDIR/fineclock.c" -ldl || die "cannot build fineclock.so"
-    cc -O2 -Wall -o "$d/rtpload" "$LIBDIR/rtpload.c" || die "cannot build rtpload"
+    cc -O2 -Wall -o "$d/rtpload" "$LIBDIR/rtpload.c" -lm || die "cannot build rtpload"
     FINECLOCK_SO=$d/fineclock.so
     RTPLOAD=$d/rtpload
 }

@@ -211,9 +211,9 @@ register_seats() {
     local dir=$1 server=$2 seat_port=$3 csv=$4 n port
     n=$(($(wc -l <"$csv") - 1))
     port=$(free_ports 1)
-    sipp_bg "$dir" "$dir/register.log" 60 "$server" -sf "$SCN/seat_register.xml" -inf "$csv" \
-        -key seat_hostport "127.0.0.1:$seat_port" -p "$port" -m "$n" -r 500 -rp 1000 -l 200 \
-        -timeout 50s -trace_err -trace_stat -stf register_stat.csv
+    sipp_bg "$dir" "$dir/register.log" "$(( n / ${REGISTER_RATE:-500} + 45 ))" "$server" -sf "$SCN/seat_register.xml" -inf "$csv" \
+        -key seat_hostport "127.0.0.1:$seat_port" -p "$port" -m "$n" -r "${REGISTER_RATE:-500}" -rp 1000 -l 200 \
+        -timeout "$(( n / ${REGISTER_RATE:-500} + 30 ))s" -trace_err -trace_stat -stf register_stat.csv
     local p=$LAST_PID
     wait "$p"; local rc=$?
     forget "$p"

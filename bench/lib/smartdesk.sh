@@ -8,8 +8,11 @@ SMARTDESK_BIN=${SMARTDESK_BIN:-}
 # daemon's clock starts there (`serve --clock`) so every call is routed to a seat.
 SD_CLOCK=${SD_CLOCK:-2026-11-25T10:00:00+09:00}
 SD_CONTRACT_START=${SD_CONTRACT_START:-2026-11-01}
-# Seats that log in.  All bind the same SIPp seat (one Contact port, user part = seat name).
-SD_SEATS=${SD_SEATS:-1}
+# Seats that log in.  smartdesk never offers a seat two calls at once, so the pool must hold
+# the peak number of calls in progress (rate x (hold + setup/teardown)); all seats bind the
+# same SIPp seat (one Contact host:port, user part = seat name).  Kamailio has no such rule:
+# it rings its one seat for every call.
+SD_SEATS=${SD_SEATS:-1000}
 SD_LOG_LEVEL=${SD_LOG_LEVEL:-warn}
 # RTP port range for the relay; below the kernel's ephemeral range (32768+) so no outgoing
 # socket of another process can hold one of them.  4 ports per call (2 legs x RTP/RTCP).
@@ -18,9 +21,11 @@ SD_RTP_MAX=${SD_RTP_MAX:-32765}
 
 sd() { "$SMARTDESK_BIN" --config "$SD_ROOT/smartdesk.toml" "$@"; }
 
-# sd_prepare ROOT: a fresh, self-contained smartdesk installation under ROOT.
+# sd_prepare ROOT [SEATS]: a fresh, self-contained smartdesk installation under ROOT with
+# SEATS (default SD_SEATS) seats op1..opN, all logged in at every sd_up.
 sd_prepare() {
     SD_ROOT=$1
+    local nseats=${2:-$SD_SEATS}
     rm -rf "$SD_ROOT"
     mkdir -p "$SD_ROOT/data" "$SD_ROOT/sip-profiles" "$SD_ROOT/prompts"
     cat >"$SD_ROOT/smartdesk.toml" <<EOF
@@ -73,8 +78,9 @@ EOF
     id=$(sd contractor add --name 'ベンチマーク株式会社' --greeting 'はい、ベンチマーク株式会社でございます' \
         --plan SD100 --start "$SD_CONTRACT_START") || die "contractor add failed"
     sd number assign "$id" "$NATIONAL_NUMBER" >/dev/null || die "number assign failed"
+    log "smartdesk: creating $nseats seats with the CLI"
     echo 'SEQUENTIAL' >"$SD_ROOT/seats.csv"
-    for i in $(seq 1 "$SD_SEATS"); do
+    for i in $(seq 1 "$nseats"); do
         sd seat add "op$i" --password "$SEAT_PASSWORD-$i" >/dev/null || die "seat add op$i failed"
         echo "op$i;$SEAT_PASSWORD-$i" >>"$SD_ROOT/seats.csv"
     done

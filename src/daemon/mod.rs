@@ -1,6 +1,7 @@
 //! The tokio edge: sockets, timers, signals, systemd. Everything here feeds inputs to the
 //! pure cores and carries their outputs out; no rule is decided here.
 
+pub mod admission;
 mod notify;
 mod sip;
 

@@ -2,6 +2,7 @@
 //! pure cores and carries their outputs out; no rule is decided here.
 
 pub mod admission;
+pub mod media;
 mod notify;
 mod sip;
 

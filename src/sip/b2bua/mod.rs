@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::profiles::Trunk;
+use crate::media::g711::Law;
 use crate::media::ports::{PortAllocator, RtpPort};
 use crate::media::relay::{Leg, Remote};
 use crate::number::E164;
@@ -179,6 +180,8 @@ pub enum CallEffect {
         leg: Leg,
         prompt: Prompt,
         repeat: bool,
+        /// The codec negotiated on that leg.
+        law: Law,
     },
     MediaStop {
         call: u64,
@@ -736,6 +739,10 @@ impl B2bua {
         };
         call.a_remote = remote_of(&info);
         call.phase = Phase::Announcing;
+        let law = match info.codecs.first() {
+            Some((Codec::Pcma, _)) => Law::Pcma,
+            _ => Law::Pcmu,
+        };
         self.effects.push_back(CallEffect::MediaStart {
             call: id,
             a_port: a_port.get(),
@@ -749,6 +756,7 @@ impl B2bua {
             leg: Leg::A,
             prompt,
             repeat: false,
+            law,
         });
     }
 

@@ -1,7 +1,10 @@
 //! The tokio edge: sockets, timers, signals, systemd. Everything here feeds inputs to the
 //! pure cores and carries their outputs out; no rule is decided here.
 
+pub mod admission;
+pub mod media;
 mod notify;
+pub mod prompts;
 mod sip;
 
 use std::sync::Arc;
@@ -55,7 +58,7 @@ pub fn init_logging(cfg: &Config) {
 pub struct Daemon {
     pub config: Config,
     pub profiles: Profiles,
-    pub calendar: Calendar,
+    pub calendar: Arc<Calendar>,
     pub clock: Clock,
     pub ledger: crate::ledger::Ledger,
 }
@@ -91,7 +94,7 @@ pub fn run(g: &GlobalArgs, args: ServeArgs) -> CliResult {
         let daemon = Arc::new(Daemon {
             config: cfg,
             profiles,
-            calendar,
+            calendar: Arc::new(calendar),
             clock,
             ledger,
         });
@@ -101,6 +104,16 @@ pub fn run(g: &GlobalArgs, args: ServeArgs) -> CliResult {
 
 async fn serve(d: Arc<Daemon>) -> CliResult {
     let cfg = &d.config;
+    let local = sip::advertised(cfg).map_err(|e| CliError::Other(anyhow::anyhow!(e)))?;
+    let prompts = prompts::Prompts::load(&cfg.media.prompts_dir)
+        .map_err(|e| CliError::Other(anyhow::anyhow!(e)))?;
+    match d.ledger.close_orphaned_calls(d.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(calls = n, "calls left open by the previous run closed"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not close calls left open by the previous run")
+        }
+    }
     let udp = if cfg.sip.udp {
         Some(UdpSocket::bind(cfg.sip.listen).await.map_err(|e| {
             CliError::Other(anyhow::anyhow!(
@@ -150,7 +163,7 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
             }
         })
     });
-    let sip = tokio::spawn(sip::run(udp, tcp));
+    let sip = tokio::spawn(sip::run(d.clone(), local, prompts, udp, tcp));
     shutdown_signal().await;
     tracing::info!("shutting down");
     notify::notify("STOPPING=1");

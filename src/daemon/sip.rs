@@ -22,8 +22,17 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
+use std::net::IpAddr;
+
+use super::admission::{self, Admitter};
+use super::media::{MediaEdge, MediaEvent};
+use super::prompts::Prompts;
+use crate::ledger::CallUpdate;
+use crate::media::relay::RelayConfig;
+use crate::sip::b2bua::{Admission, AdmitRequest, B2bua, B2buaConfig, CallEffect, MediaNotice};
 use crate::sip::endpoint::{ConnId, Destination, Endpoint};
 use crate::sip::message::{Frame, MessageError, StreamFramer};
+use crate::sip::sdp::Codec;
 use crate::sip::transaction::LayerConfig;
 
 /// Inputs waiting for the core. At ~1 ms per message worst case this is about a second of
@@ -75,18 +84,104 @@ enum Inbound {
     },
 }
 
+/// Queue of calls waiting for admission (their row write); beyond it new calls get 503.
+const ADMIT_QUEUE: usize = 8192;
+/// Row updates queued for the writer.
+const UPDATE_QUEUE: usize = 65_536;
+/// Media events queued for the core.
+const MEDIA_EVENTS: usize = 4096;
+/// How long a seat rings before the call moves on.
+pub const RING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Concurrent calls; each holds two RTP port pairs, so the port range bounds it too.
+pub const MAX_CALLS: usize = 20_000;
+
+/// The address peers must use for us: `sip.advertised_address`, else the listen address
+/// unless it is a wildcard (then there is no right answer and the operator must say).
+pub fn advertised(cfg: &crate::config::Config) -> Result<SocketAddr, String> {
+    if !cfg.sip.advertised_address.is_empty() {
+        let ip: IpAddr = cfg
+            .sip
+            .advertised_address
+            .parse()
+            .map_err(|_| "sip.advertised_address: not an IP address".to_owned())?;
+        return Ok(SocketAddr::new(ip, cfg.sip.listen.port()));
+    }
+    if cfg.sip.listen.ip().is_unspecified() {
+        return Err(
+            "sip.advertised_address: required when sip.listen is a wildcard address (which of \
+             this host's addresses should peers send to?)"
+                .to_owned(),
+        );
+    }
+    Ok(cfg.sip.listen)
+}
+
+/// The layer timers from `[sip]`.
+pub fn layer_config(cfg: &crate::config::Config) -> LayerConfig {
+    let mut l = LayerConfig::default();
+    l.timers.t1 = Duration::from_millis(cfg.sip.t1_ms);
+    l.timers.t2 = Duration::from_millis(cfg.sip.t2_ms);
+    l.timers.t4 = Duration::from_millis(cfg.sip.t4_ms);
+    l
+}
+
 /// Runs the SIP edge until aborted.
-pub(super) async fn run(udp: Option<UdpSocket>, tcp: Option<TcpListener>) {
-    let endpoint = match Endpoint::new(LayerConfig::default(), rand::random()) {
+pub(super) async fn run(
+    d: Arc<super::Daemon>,
+    local: SocketAddr,
+    prompts: Prompts,
+    udp: Option<UdpSocket>,
+    tcp: Option<TcpListener>,
+) {
+    let cfg = &d.config;
+    let b2bua = B2bua::new(B2buaConfig {
+        local,
+        media_ip: local.ip(),
+        rtp_port_min: cfg.media.rtp_port_min,
+        rtp_port_max: cfg.media.rtp_port_max,
+        codecs: vec![Codec::Pcmu, Codec::Pcma],
+        ring_timeout: RING_TIMEOUT,
+        trunks: d.profiles.trunks.clone(),
+        seat_domain: d.profiles.seats.realm.clone(),
+        max_calls: MAX_CALLS,
+        timers: layer_config(cfg).timers,
+    });
+    let endpoint = match b2bua.map_err(|e| e.to_string()).and_then(|b| {
+        Endpoint::new(layer_config(cfg), rand::random())
+            .map(|e| e.with_b2bua(b))
+            .map_err(|e| e.to_string())
+    }) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "SIP endpoint could not start");
             return;
         }
     };
+    let (admit_tx, admit_rx) = mpsc::channel(ADMIT_QUEUE);
+    let (admitted_tx, admitted_rx) = mpsc::channel(ADMIT_QUEUE);
+    let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
+    let (media_tx, media_rx) = mpsc::channel(MEDIA_EVENTS);
+    let admitter = Admitter::new(d.ledger.clone(), d.calendar.clone(), d.clock);
+    let admission = tokio::spawn(admission::run(admitter, admit_rx, admitted_tx));
+    let updates = tokio::spawn(admission::run_updates(d.ledger.clone(), update_rx));
+    let media = MediaEdge::new(local.ip(), media_tx);
     let udp = udp.map(Arc::new);
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
-    let core = tokio::spawn(core_task(endpoint, rx, udp.clone()));
+    let core = tokio::spawn(core_task(
+        Core {
+            endpoint,
+            media,
+            prompts,
+            admit: admit_tx,
+            updates: update_tx,
+            clock: d.clock,
+            media_timeout: Duration::from_secs(cfg.media.media_timeout_s),
+        },
+        rx,
+        admitted_rx,
+        media_rx,
+        udp.clone(),
+    ));
     let udp_task = {
         let tx = tx.clone();
         async move {
@@ -104,38 +199,151 @@ pub(super) async fn run(udp: Option<UdpSocket>, tcp: Option<TcpListener>) {
     };
     tokio::join!(udp_task, tcp_task);
     core.abort();
+    admission.abort();
+    updates.abort();
+}
+
+/// The core task's state: the sans-IO endpoint and what carries its effects out.
+struct Core {
+    endpoint: Endpoint,
+    media: MediaEdge,
+    prompts: Prompts,
+    admit: mpsc::Sender<(u64, AdmitRequest)>,
+    updates: mpsc::Sender<CallUpdate>,
+    clock: super::Clock,
+    media_timeout: Duration,
+}
+
+impl Core {
+    /// Carries out what the call path asked for. Never blocks: a full queue is a refusal
+    /// (admission) or a logged loss (updates; the orphan sweep closes such rows).
+    fn perform_effects(&mut self, now: std::time::Instant) {
+        while let Some(effect) = self.endpoint.poll_call_effect() {
+            match effect {
+                CallEffect::Admit { call, request } => {
+                    if self.admit.try_send((call, request)).is_err() {
+                        self.endpoint
+                            .handle_admission(now, call, Admission::Unavailable);
+                    }
+                }
+                CallEffect::Answered { row, seat_id, .. } => self.update(CallUpdate::Answered {
+                    id: row,
+                    seat_id,
+                    at: self.clock.now(),
+                }),
+                CallEffect::Finished {
+                    row,
+                    outcome,
+                    seat_id,
+                    ..
+                } => self.update(CallUpdate::Finished {
+                    id: row,
+                    outcome: outcome.to_owned(),
+                    seat_id,
+                    at: self.clock.now(),
+                }),
+                CallEffect::MediaStart {
+                    call,
+                    a_port,
+                    b_port,
+                    a,
+                    b,
+                } => {
+                    let mut config = RelayConfig::new(a, b);
+                    config.media_timeout = self.media_timeout;
+                    if let Err(e) = self.media.start(call, a_port, b_port, config) {
+                        tracing::error!(error = %e, "media relay could not start");
+                        self.endpoint.handle_media(now, call, MediaNotice::Failed);
+                        self.endpoint.handle_media(now, call, MediaNotice::Stopped);
+                    }
+                }
+                CallEffect::MediaRemote {
+                    call,
+                    leg,
+                    remote,
+                    hold,
+                } => {
+                    self.media.set_remote(call, leg, remote);
+                    self.media.set_hold(call, leg, hold);
+                }
+                CallEffect::MediaPlay {
+                    call,
+                    leg,
+                    prompt,
+                    repeat,
+                    law,
+                } => match self.prompts.get(prompt, law) {
+                    Some(frames) => self.media.play(call, leg, frames, law, repeat),
+                    None => self
+                        .endpoint
+                        .handle_media(now, call, MediaNotice::PlayFinished),
+                },
+                CallEffect::MediaStop { call } => self.media.stop(call),
+            }
+        }
+    }
+
+    fn update(&mut self, u: CallUpdate) {
+        if self.updates.try_send(u).is_err() {
+            tracing::error!("call-row update queue full; update dropped");
+        }
+    }
 }
 
 async fn core_task(
-    mut endpoint: Endpoint,
+    mut core: Core,
     mut rx: mpsc::Receiver<Inbound>,
+    mut admitted: mpsc::Receiver<(u64, Admission)>,
+    mut media_events: mpsc::Receiver<MediaEvent>,
     udp: Option<Arc<UdpSocket>>,
 ) {
     let mut writers: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
     loop {
-        let deadline = endpoint.poll_timeout().map(Instant::from_std);
+        let deadline = core.endpoint.poll_timeout().map(Instant::from_std);
+        enum Input {
+            Net(Inbound),
+            Admitted(u64, Admission),
+            Media(MediaEvent),
+            Timer,
+        }
         let input = tokio::select! {
             input = rx.recv() => match input {
-                Some(i) => Some(i),
+                Some(i) => Input::Net(i),
                 None => return,
             },
-            _ = sleep_until(deadline) => None,
+            Some((call, a)) = admitted.recv() => Input::Admitted(call, a),
+            Some(e) = media_events.recv() => Input::Media(e),
+            _ = sleep_until(deadline) => Input::Timer,
         };
         let now = Instant::now().into_std();
+        let endpoint = &mut core.endpoint;
         match input {
-            None => endpoint.handle_timeout(now),
-            Some(Inbound::Datagram { src, bytes }) => endpoint.handle_datagram(now, src, &bytes),
-            Some(Inbound::Opened { conn, writer }) => {
+            Input::Timer => endpoint.handle_timeout(now),
+            Input::Admitted(call, a) => endpoint.handle_admission(now, call, a),
+            Input::Media(e) => {
+                let (call, notice) = match e {
+                    MediaEvent::Timeout { call } => (call, MediaNotice::Timeout),
+                    MediaEvent::PlayFinished { call, .. } => (call, MediaNotice::PlayFinished),
+                    MediaEvent::FaxTone { call } => (call, MediaNotice::FaxTone),
+                    MediaEvent::Stopped { call, .. } => (call, MediaNotice::Stopped),
+                };
+                endpoint.handle_media(now, call, notice);
+            }
+            Input::Net(Inbound::Datagram { src, bytes }) => {
+                endpoint.handle_datagram(now, src, &bytes)
+            }
+            Input::Net(Inbound::Opened { conn, writer }) => {
                 writers.insert(conn, writer);
             }
-            Some(Inbound::Frame { conn, src, frame }) => {
+            Input::Net(Inbound::Frame { conn, src, frame }) => {
                 endpoint.handle_stream(now, conn, src, frame)
             }
-            Some(Inbound::Closed { conn }) => {
+            Input::Net(Inbound::Closed { conn }) => {
                 writers.remove(&conn);
             }
         }
-        while let Some(out) = endpoint.poll_transmit() {
+        core.perform_effects(now);
+        while let Some(out) = core.endpoint.poll_transmit() {
             match out.to {
                 Destination::Udp(dst) => {
                     if let Some(sock) = &udp {

@@ -47,6 +47,22 @@ pub struct CallView {
     pub seat: Option<String>,
 }
 
+/// A change to a call row after its insert (see [`Ledger::apply_call_updates`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallUpdate {
+    Answered {
+        id: i64,
+        seat_id: i64,
+        at: DateTime<Utc>,
+    },
+    Finished {
+        id: i64,
+        outcome: String,
+        seat_id: Option<i64>,
+        at: DateTime<Utc>,
+    },
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
     /// Inclusive lower bound on `started_at`.
@@ -103,6 +119,126 @@ impl Ledger {
             .await?
         });
         Ok((id, false))
+    }
+
+    /// Durably records a batch of calls in one transaction (one disk flush for all of them:
+    /// the daemon's group commit). Same per-row semantics as [`Self::insert_call`].
+    pub async fn insert_calls(&self, calls: &[NewCall]) -> Result<Vec<(i64, bool)>, LedgerError> {
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out: Vec<(i64, bool)> = on_pool!(self, |p| {
+            async {
+                let mut tx = p.begin().await?;
+                let mut out = Vec::with_capacity(calls.len());
+                for c in calls {
+                    let inserted: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO calls (trunk, sip_call_id, from_tag, contractor_id, number, caller,
+                                            caller_withheld, outcome, billable, started_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                         ON CONFLICT (trunk, sip_call_id, from_tag) DO NOTHING RETURNING id",
+                    )
+                    .bind(&c.trunk)
+                    .bind(&c.sip_call_id)
+                    .bind(&c.from_tag)
+                    .bind(c.contractor_id)
+                    .bind(&c.number)
+                    .bind(&c.caller)
+                    .bind(c.caller_withheld)
+                    .bind(&c.outcome)
+                    .bind(c.billable)
+                    .bind(c.started_at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let row = match inserted {
+                        Some(id) => (id, true),
+                        None => {
+                            let id: i64 = sqlx::query_scalar(
+                                "SELECT id FROM calls WHERE trunk = $1 AND sip_call_id = $2 AND from_tag = $3",
+                            )
+                            .bind(&c.trunk)
+                            .bind(&c.sip_call_id)
+                            .bind(&c.from_tag)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            (id, false)
+                        }
+                    };
+                    out.push(row);
+                }
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(out)
+            }
+            .await?
+        });
+        Ok(out)
+    }
+
+    /// Applies answered/finished updates in one transaction. Every update only fills
+    /// fields still empty (COALESCE), so replaying a batch after a failure is harmless.
+    pub async fn apply_call_updates(&self, updates: &[CallUpdate]) -> Result<(), LedgerError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, |p| {
+            async {
+                let mut tx = p.begin().await?;
+                for u in updates {
+                    match u {
+                        CallUpdate::Answered { id, seat_id, at } => {
+                            sqlx::query(
+                                "UPDATE calls SET seat_id = COALESCE(seat_id, $1),
+                                        answered_at = COALESCE(answered_at, $2) WHERE id = $3",
+                            )
+                            .bind(seat_id)
+                            .bind(at)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        CallUpdate::Finished {
+                            id,
+                            outcome,
+                            seat_id,
+                            at,
+                        } => {
+                            sqlx::query(
+                                "UPDATE calls SET outcome = COALESCE(outcome, $1),
+                                        seat_id = COALESCE(seat_id, $2),
+                                        ended_at = COALESCE(ended_at, $3) WHERE id = $4",
+                            )
+                            .bind(outcome)
+                            .bind(seat_id)
+                            .bind(at)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(())
+            }
+            .await?
+        });
+        Ok(())
+    }
+
+    /// At start-up: calls left open by a previous run that died (crash, `kill -9`, power
+    /// loss) are closed. They stay counted (their billable flag is untouched); the outcome
+    /// says what is known: `answered` if an operator had answered, else `failed`.
+    pub async fn close_orphaned_calls(&self, at: DateTime<Utc>) -> Result<u64, LedgerError> {
+        Ok(on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE calls SET outcome = CASE WHEN answered_at IS NULL THEN 'failed' ELSE 'answered' END,
+                        ended_at = COALESCE(ended_at, $1)
+                 WHERE outcome IS NULL",
+            )
+            .bind(at)
+            .execute(p)
+            .await?
+            .rows_affected()
+        }))
     }
 
     /// Record the end state of a call. Fields already set are kept (COALESCE), so a

@@ -22,7 +22,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use calls::{CallFilter, CallView, NewCall, OutcomeCount};
+pub use calls::{CallFilter, CallUpdate, CallView, NewCall, OutcomeCount};
 pub use contractors::{
     CancellationRow, Contractor, ContractorState, NewContractor, NumberRow, PlanChangeRow,
     SuspensionRow,

@@ -355,3 +355,70 @@ both_backends!(seats_keep_only_hashes, |l| {
     assert!(l.seat_by_name("op1").await.expect("get").is_some());
     assert!(l.seat_by_name("nobody").await.expect("get").is_none());
 });
+
+both_backends!(batched_calls_group_commit_and_orphans_close, |l| {
+    let c = l
+        .add_contractor(&abc(), at("2026-11-01T00:00:00Z"))
+        .await
+        .expect("add");
+    let batch = vec![
+        call(Some(c.id), "g1@host", "t1", "2026-11-20T01:00:00Z"),
+        call(Some(c.id), "g2@host", "t1", "2026-11-20T01:00:00Z"),
+        // The same call twice in one batch (a re-sent INVITE) is one row.
+        call(Some(c.id), "g1@host", "t1", "2026-11-20T01:00:01Z"),
+    ];
+    let rows = l.insert_calls(&batch).await.expect("batch");
+    assert_eq!(rows.len(), 3);
+    assert!(rows[0].1 && rows[1].1 && !rows[2].1);
+    assert_eq!(rows[0].0, rows[2].0);
+    let again = l.insert_calls(&batch[..1]).await.expect("again");
+    assert_eq!(again, vec![(rows[0].0, false)]);
+    l.apply_call_updates(&[
+        CallUpdate::Answered {
+            id: rows[0].0,
+            seat_id: 0,
+            at: at("2026-11-20T01:00:05Z"),
+        },
+        CallUpdate::Finished {
+            id: rows[0].0,
+            outcome: "answered".into(),
+            seat_id: None,
+            at: at("2026-11-20T01:02:00Z"),
+        },
+    ])
+    .await
+    .expect_err("seat 0 does not exist: the batch is refused whole");
+    let seat_id = l
+        .add_seat(
+            &NewSeat {
+                name: "op1".into(),
+                realm: "smartdesk".into(),
+                ha1_md5: "0".repeat(32),
+                ha1_sha256: "0".repeat(64),
+                web_password: None,
+            },
+            at("2026-11-01T00:00:00Z"),
+        )
+        .await
+        .expect("seat")
+        .id;
+    l.apply_call_updates(&[CallUpdate::Answered {
+        id: rows[0].0,
+        seat_id,
+        at: at("2026-11-20T01:00:05Z"),
+    }])
+    .await
+    .expect("answered");
+    // A crash now: both calls are open. The next start closes them truthfully.
+    let n = l
+        .close_orphaned_calls(at("2026-11-20T02:00:00Z"))
+        .await
+        .expect("close");
+    assert_eq!(n, 2);
+    let calls = l.calls(&CallFilter::default()).await.expect("calls");
+    let by_id = |id| calls.iter().find(|v| v.id == id).expect("row");
+    assert_eq!(by_id(rows[0].0).outcome.as_deref(), Some("answered"));
+    assert_eq!(by_id(rows[0].0).seat.as_deref(), Some("op1"));
+    assert_eq!(by_id(rows[1].0).outcome.as_deref(), Some("failed"));
+    assert!(by_id(rows[1].0).billable, "still counted");
+});

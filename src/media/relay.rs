@@ -387,7 +387,7 @@ fn is_rtcp(data: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod alloc_count {
+pub(crate) mod alloc_count {
     //! Test-only global allocator counting allocations per thread, so tests running in
     //! parallel do not disturb each other's counts.
     use std::alloc::{GlobalAlloc, Layout, System};

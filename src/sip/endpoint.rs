@@ -25,19 +25,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::b2bua::{Admission, B2bua, CallEffect, MediaNotice, SeatTarget};
 use super::message::{
     parse_datagram, stateless_error_response, uas_precheck, Frame, Message, MessageError,
     Method as SipMethod,
 };
 use super::transaction::{
-    Kind, LayerConfig, Method, PeerId, Reliability, TransactionLayer, TsxError, TsxEvent,
+    Kind, LayerConfig, Method, PeerId, Reliability, TransactionLayer, TsxError, TsxEvent, TsxKey,
     TsxMessage, WireBuilder,
 };
 
 /// Methods this endpoint accepts (the `Allow` list, RFC 3261 §20.5). The B2BUA needs them
 /// all; an unlisted standard method gets 405, an unknown one 501 (§8.2.1).
 pub const ALLOWED_METHODS: &[&str] = &[
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO",
 ];
 
 /// Option tags we implement (RFC 3261 §20.37). Empty until the call path implements one:
@@ -238,7 +239,7 @@ impl WireBuilder for MessageWire {
 }
 
 /// The transaction layer's view of a message (§17.1.3, §17.2.3 matching fields).
-fn envelope(m: &Message) -> TsxMessage {
+pub(crate) fn envelope(m: &Message) -> TsxMessage {
     let via = m.top_via();
     let sent_by = match via.port() {
         Some(p) => format!("{}:{p}", via.host()),
@@ -268,19 +269,101 @@ fn tsx_method(m: &SipMethod) -> Method {
     Method::from_token(m.as_str())
 }
 
-/// The endpoint: message layer + transaction layer + the interim TU.
-pub struct Endpoint {
+/// What the call path and the other TUs send through: the transaction layer, the peer table,
+/// unique tokens and the rate-limited log.
+pub struct Io {
     layer: TransactionLayer,
     peers: PeerTable,
-    logs: [LogBudget; 3],
     tag_seed: u64,
     tag_counter: u64,
+    logs: HashMap<&'static str, LogBudget>,
+}
+
+impl Io {
+    /// A token unique to this process run (§19.3 tags, Call-IDs, branches), from the edge's
+    /// seed and a counter.
+    pub fn unique(&mut self) -> String {
+        self.tag_counter = self.tag_counter.wrapping_add(1);
+        let mixed = self
+            .tag_seed
+            .wrapping_add(self.tag_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        format!("{mixed:016x}")
+    }
+
+    pub fn peer(&mut self, to: Destination) -> PeerId {
+        self.peers.peer(to)
+    }
+
+    pub fn destination(&self, peer: PeerId) -> Option<Destination> {
+        self.peers.destination(peer)
+    }
+
+    /// "UDP" or "TCP" for the Via of requests to `peer`.
+    pub fn transport(&self, peer: PeerId) -> &'static str {
+        match self.peers.destination(peer) {
+            Some(Destination::Stream(_)) => "TCP",
+            _ => "UDP",
+        }
+    }
+
+    fn reliability(&self, peer: PeerId) -> Reliability {
+        match self.peers.destination(peer) {
+            Some(Destination::Stream(_)) => Reliability::Reliable,
+            _ => Reliability::Unreliable,
+        }
+    }
+
+    /// A response through server transaction `key`.
+    pub fn respond(&mut self, now: Instant, key: &TsxKey, m: &Message) {
+        if let Err(e) = self.layer.send_response(now, key, envelope(m)) {
+            tracing::debug!(error = %e, "server transaction refused our response");
+        }
+    }
+
+    /// A request in a new client transaction; `None` if the layer refused it (full table).
+    pub fn send(&mut self, now: Instant, m: &Message, to: PeerId) -> Option<TsxKey> {
+        let reliability = self.reliability(to);
+        match self.layer.send_request(now, envelope(m), to, reliability) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::debug!(error = %e, "client transaction refused");
+                None
+            }
+        }
+    }
+
+    /// Bytes outside any transaction (ACK for 2xx, 2xx retransmissions).
+    pub fn send_raw(&mut self, to: PeerId, bytes: Arc<[u8]>) {
+        self.layer.send_stateless(to, bytes);
+    }
+
+    /// Runs `write` unless lines of this `kind` are over budget ([`LOG_LINES_PER_WINDOW`]
+    /// per [`LOG_WINDOW`]); a line says how many were suppressed.
+    pub fn log_limited(&mut self, now: Instant, kind: &'static str, write: impl FnOnce()) {
+        let budget = self.logs.entry(kind).or_default();
+        let (ok, suppressed) = budget.take(now);
+        if suppressed > 0 {
+            tracing::warn!(kind, suppressed, "similar log lines suppressed");
+        }
+        if ok {
+            write();
+        }
+    }
+}
+
+/// The endpoint: message layer + transaction layer + the TUs (registrar, B2BUA).
+pub struct Endpoint {
+    io: Io,
+    logs: [LogBudget; 3],
+    b2bua: Option<B2bua>,
+    seats: Vec<SeatTarget>,
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
-            .field("layer", &self.layer)
+            .field("layer", &self.io.layer)
+            .field("b2bua", &self.b2bua)
             .finish_non_exhaustive()
     }
 }
@@ -290,17 +373,56 @@ impl Endpoint {
     /// (RFC 3261 §19.3) and this core has no random source of its own.
     pub fn new(config: LayerConfig, tag_seed: u64) -> Result<Endpoint, EndpointError> {
         Ok(Endpoint {
-            layer: TransactionLayer::new(config, Box::new(MessageWire))?,
-            peers: PeerTable::default(),
+            io: Io {
+                layer: TransactionLayer::new(config, Box::new(MessageWire))?,
+                peers: PeerTable::default(),
+                tag_seed,
+                tag_counter: 0,
+                logs: HashMap::new(),
+            },
             logs: [LogBudget::default(); 3],
-            tag_seed,
-            tag_counter: 0,
+            b2bua: None,
+            seats: Vec::new(),
         })
+    }
+
+    /// Turns the call path on (without it INVITEs get 480, as before the B2BUA existed).
+    pub fn with_b2bua(mut self, b2bua: B2bua) -> Endpoint {
+        self.b2bua = Some(b2bua);
+        self
+    }
+
+    /// The seats the call path may ring.
+    pub fn set_seat_targets(&mut self, seats: Vec<SeatTarget>) {
+        self.seats = seats;
+    }
+
+    pub fn b2bua(&self) -> Option<&B2bua> {
+        self.b2bua.as_ref()
+    }
+
+    /// Work for the edge from the call path.
+    pub fn poll_call_effect(&mut self) -> Option<CallEffect> {
+        self.b2bua.as_mut()?.poll_effect()
+    }
+
+    /// The edge's answer to a [`CallEffect::Admit`].
+    pub fn handle_admission(&mut self, now: Instant, call: u64, admission: Admission) {
+        if let Some(b) = self.b2bua.as_mut() {
+            b.handle_admission(&mut self.io, now, call, admission, &self.seats);
+        }
+    }
+
+    /// A media notice for a call.
+    pub fn handle_media(&mut self, now: Instant, call: u64, notice: MediaNotice) {
+        if let Some(b) = self.b2bua.as_mut() {
+            b.handle_media(&mut self.io, now, call, notice, &self.seats);
+        }
     }
 
     /// One UDP datagram from `src` (RFC 3261 §18.3: one datagram, one message).
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, bytes: &[u8]) {
-        let peer = self.peers.peer(Destination::Udp(src));
+        let peer = self.io.peers.peer(Destination::Udp(src));
         match parse_datagram(bytes) {
             Ok(m) => self.handle_message(now, peer, src, m, Reliability::Unreliable),
             // Bare CRLFs are keep-alives (RFC 5626 §3.5.1 applies them to streams; over UDP
@@ -319,27 +441,31 @@ impl Endpoint {
         src: SocketAddr,
         frame: Result<Frame, MessageError>,
     ) {
-        let peer = self.peers.peer(Destination::Stream(conn));
+        let peer = self.io.peers.peer(Destination::Stream(conn));
         match frame {
             Ok(Frame::Message(m)) => self.handle_message(now, peer, src, *m, Reliability::Reliable),
             // RFC 5626 §3.5.1: a double-CRLF ping is answered with a single CRLF pong.
-            Ok(Frame::Ping) => self.layer.send_stateless(peer, Arc::from(&b"\r\n"[..])),
+            Ok(Frame::Ping) => self.io.layer.send_stateless(peer, Arc::from(&b"\r\n"[..])),
             Ok(Frame::Rejected { error, raw }) => self.reject(now, peer, src, &raw, &error),
             Err(error) => self.log_malformed(now, Malformed::Stream, src, &error),
         }
     }
 
-    /// Fires due transaction timers (retransmissions, Timer H/J cleanup).
+    /// Fires due timers (transaction retransmissions and cleanup, call timers).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.layer.handle_timeout(now);
-        self.drain_events(now, None);
+        self.io.layer.handle_timeout(now);
+        self.drain_events(now, None, None);
+        if let Some(b) = self.b2bua.as_mut() {
+            b.handle_timeout(&mut self.io, now, &self.seats);
+        }
+        self.drain_events(now, None, None);
     }
 
     /// The next message to send; drain until `None` after every `handle_*` call.
     pub fn poll_transmit(&mut self) -> Option<Outbound> {
         loop {
-            let t = self.layer.poll_transmit()?;
-            match self.peers.destination(t.to) {
+            let t = self.io.layer.poll_transmit()?;
+            match self.io.peers.destination(t.to) {
                 Some(to) => {
                     return Some(Outbound { to, bytes: t.bytes });
                 }
@@ -350,12 +476,17 @@ impl Endpoint {
 
     /// When [`Self::handle_timeout`] must next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.layer.poll_timeout()
+        let layer = self.io.layer.poll_timeout();
+        let calls = self.b2bua.as_ref().and_then(B2bua::poll_timeout);
+        match (layer, calls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Live transactions, for status and tests.
     pub fn transactions(&self) -> usize {
-        self.layer.len()
+        self.io.layer.len()
     }
 
     fn handle_message(
@@ -374,71 +505,155 @@ impl Endpoint {
         } else {
             m
         };
-        self.layer
+        self.io
+            .layer
             .handle_incoming(now, envelope(&m), reliability, peer);
-        self.drain_events(now, Some(&m));
+        self.drain_events(now, Some(&m), Some(src));
     }
 
-    /// Handles what the layer reports. `current` is the request just fed in: a NewRequest
+    /// Handles what the layer reports. `current` is the message just fed in: a NewRequest
     /// can only come from it, since the layer works synchronously.
-    fn drain_events(&mut self, now: Instant, current: Option<&Message>) {
-        while let Some(event) = self.layer.poll_event() {
+    fn drain_events(&mut self, now: Instant, current: Option<&Message>, src: Option<SocketAddr>) {
+        while let Some(event) = self.io.layer.poll_event() {
             match event {
-                TsxEvent::NewRequest { key, msg, .. } => {
+                TsxEvent::NewRequest { key, msg, from } => {
                     let Some(request) = current else { continue };
+                    if self.route_to_b2bua(now, &key, request, &msg, src, from) {
+                        continue;
+                    }
                     let Some(response) = self.answer(request, &msg) else {
                         continue;
                     };
-                    if let Err(e) = self.layer.send_response(now, &key, envelope(&response)) {
-                        tracing::debug!(error = %e, "server transaction refused our response");
-                    }
+                    self.io.respond(now, &key, &response);
                 }
                 // RFC 2543 peers (no magic cookie, inv2543.dat, badbranch.dat): answered
                 // statelessly (§17.2.3 matching is not implemented).
                 TsxEvent::NoTransactionMatch { msg, from, .. } => {
                     let Some(request) = current else { continue };
                     if let Some(response) = self.answer(request, &msg) {
-                        self.layer
+                        self.io
+                            .layer
                             .send_stateless(from, Arc::from(response.to_bytes().as_ref()));
                     }
                 }
                 TsxEvent::Overloaded { from, .. } => {
                     let Some(request) = current else { continue };
-                    let tag = self.next_tag();
+                    let tag = self.io.unique();
                     let response =
                         Message::response_to(request, 503, "Service Unavailable").with_to_tag(&tag);
                     let response = response
                         .clone()
                         .with_header("Retry-After", &OVERLOAD_RETRY_AFTER_SECS.to_string())
                         .unwrap_or(response);
-                    self.layer
+                    self.io
+                        .layer
                         .send_stateless(from, Arc::from(response.to_bytes().as_ref()));
                 }
-                // No client transactions and no dialogs yet: nothing consumes these.
-                TsxEvent::AckFor2xx { .. }
-                | TsxEvent::StrayResponse { .. }
-                | TsxEvent::Response { .. }
-                | TsxEvent::Timeout { .. }
-                | TsxEvent::TransportError { .. }
-                | TsxEvent::Terminated { .. } => {}
+                TsxEvent::AckFor2xx { msg, .. } => {
+                    let Some(b) = self.b2bua.as_mut() else {
+                        continue;
+                    };
+                    let parsed;
+                    let ack = match current {
+                        Some(m) if m.is_request() => m,
+                        _ => match parse_datagram(&msg.bytes) {
+                            Ok(m) => {
+                                parsed = m;
+                                &parsed
+                            }
+                            Err(_) => continue,
+                        },
+                    };
+                    b.on_ack(&mut self.io, now, ack);
+                }
+                TsxEvent::Response { key, msg } => {
+                    let Some(b) = self.b2bua.as_mut() else {
+                        continue;
+                    };
+                    let parsed;
+                    let resp = match current {
+                        Some(m) if m.is_response() => m,
+                        _ => match parse_datagram(&msg.bytes) {
+                            Ok(m) => {
+                                parsed = m;
+                                &parsed
+                            }
+                            Err(_) => continue,
+                        },
+                    };
+                    b.on_response(&mut self.io, now, &key, resp, &self.seats);
+                }
+                TsxEvent::StrayResponse { .. } => {
+                    let Some(b) = self.b2bua.as_mut() else {
+                        continue;
+                    };
+                    if let Some(resp) = current.filter(|m| m.is_response()) {
+                        b.on_stray_response(&mut self.io, resp);
+                    }
+                }
+                TsxEvent::Timeout { key, .. } | TsxEvent::TransportError { key } => {
+                    if let Some(b) = self.b2bua.as_mut() {
+                        b.on_client_failure(&mut self.io, now, &key, &self.seats);
+                    }
+                }
+                TsxEvent::Terminated { key } => {
+                    if let Some(b) = self.b2bua.as_mut() {
+                        b.on_terminated(&key);
+                    }
+                }
             }
         }
     }
 
-    /// The interim TU: the final response to a request, or `None` for ACK.
+    /// Gives the call path the requests it owns; false if it has none of them.
+    fn route_to_b2bua(
+        &mut self,
+        now: Instant,
+        key: &TsxKey,
+        request: &Message,
+        tsx: &TsxMessage,
+        src: Option<SocketAddr>,
+        from: PeerId,
+    ) -> bool {
+        let Some(b) = self.b2bua.as_mut() else {
+            return false;
+        };
+        let Some(method) = request.method() else {
+            return false;
+        };
+        // RFC 3261 §8.2: method, URI scheme, Require and content checks come first.
+        if uas_precheck(request, SUPPORTED_EXTENSIONS, ALLOWED_METHODS).is_some() {
+            return false;
+        }
+        match method {
+            SipMethod::Invite if request.to_tag().is_none() => {
+                let Some(src) = src else { return false };
+                b.on_invite(&mut self.io, now, key, request, src, from);
+                true
+            }
+            SipMethod::Cancel => match self.io.layer.find_invite_server_for_cancel(tsx) {
+                Some(invite) => b.on_cancel(&mut self.io, now, key, request, &invite),
+                None => false,
+            },
+            _ if request.to_tag().is_some() => b.on_in_dialog(&mut self.io, now, key, request),
+            _ => false,
+        }
+    }
+
+    /// The stateless TU for what no other TU took: the final response, or `None` for ACK.
     fn answer(&mut self, request: &Message, tsx: &TsxMessage) -> Option<Message> {
         let method = request.method()?;
         if *method == SipMethod::Ack {
             return None;
         }
-        let tag = self.next_tag();
+        let tag = self.io.unique();
         // RFC 3261 §8.2: method, URI scheme, Require, then content checks, before anything else.
         if let Some(rejection) = uas_precheck(request, SUPPORTED_EXTENSIONS, ALLOWED_METHODS) {
             return Some(rejection.to_response(request, &tag));
         }
         let reply =
             |code, reason| Some(Message::response_to(request, code, reason).with_to_tag(&tag));
-        // §12.2.2: we hold no dialogs yet, so every in-dialog request is for an unknown one.
+        // §12.2.2: an in-dialog request for a dialog we do not hold.
         if request.to_tag().is_some() {
             return reply(481, "Call/Transaction Does Not Exist");
         }
@@ -457,16 +672,16 @@ impl Endpoint {
             }
             // The registrar replaces this refusal; until then no binding can be created.
             SipMethod::Register => reply(403, "Forbidden"),
-            // The B2BUA call path replaces this; until then callers hear "unavailable"
+            // Without the call path (tests of the bare endpoint) callers hear "unavailable"
             // (§21.4.18) rather than a server error.
             SipMethod::Invite => reply(480, "Temporarily Unavailable"),
             // §9.2: 200 if the INVITE it targets is known (its final response already went
             // out, so the CANCEL changes nothing), else 481.
-            SipMethod::Cancel => match self.layer.find_invite_server_for_cancel(tsx) {
+            SipMethod::Cancel => match self.io.layer.find_invite_server_for_cancel(tsx) {
                 Some(_) => reply(200, "OK"),
                 None => reply(481, "Call/Transaction Does Not Exist"),
             },
-            // BYE, PRACK, UPDATE, INFO outside a dialog (§12.2.2 by analogy, §15.1.2).
+            // BYE, INFO outside a dialog (§12.2.2 by analogy, §15.1.2).
             _ => reply(481, "Call/Transaction Does Not Exist"),
         }
     }
@@ -485,9 +700,11 @@ impl Endpoint {
             Malformed::Response
         };
         self.log_malformed(now, kind, src, error);
-        let tag = self.next_tag();
+        let tag = self.io.unique();
         if let Some(bytes) = stateless_error_response(raw, error, &tag) {
-            self.layer.send_stateless(peer, Arc::from(bytes.as_ref()));
+            self.io
+                .layer
+                .send_stateless(peer, Arc::from(bytes.as_ref()));
         }
     }
 
@@ -508,15 +725,6 @@ impl Endpoint {
         if write {
             tracing::warn!(kind = kind.as_str(), peer = %src, error = %e, "malformed SIP input");
         }
-    }
-
-    /// A To tag unique to this process run (§19.3), from the edge's seed and a counter.
-    fn next_tag(&mut self) -> String {
-        self.tag_counter = self.tag_counter.wrapping_add(1);
-        let mixed = self
-            .tag_seed
-            .wrapping_add(self.tag_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        format!("{mixed:016x}")
     }
 }
 

@@ -1,5 +1,6 @@
 //! SIP: message framing and validation, transactions, digest auth, registrar, SDP.
 pub mod auth;
+pub mod b2bua;
 pub mod endpoint;
 pub mod message;
 pub mod registrar;

@@ -1,0 +1,1802 @@
+//! The B2BUA call path (sans-IO): a carrier's INVITE on leg A becomes our own INVITE to an
+//! operator's seat on leg B, with media anchored at our relay.
+//!
+//! ```text
+//!  carrier ── INVITE ──► trunk ACL (403) ─► number (404) ─► 100 Trying ─► Admit effect
+//!                                                                         │ (edge: number owner,
+//!                                                                         │  contract rules, the
+//!                                                                         │  durable call row)
+//!           ◄── 404 / 503 / announcement ◄───── Admission ◄──────────────┘
+//!                                            │ Route
+//!                                            ▼
+//!                         free seat ─► INVITE (From "【name】caller", X-Smartdesk-*) ─► seat
+//!           ◄── 180/183 ◄── relayed ◄──────────────────────────────────────── 180/183
+//!           ◄── 200 (our SDP) ◄── answered ◄───────────────────────────────── 200
+//!           ── ACK ─────────────► ACK to the seat (end to end, late offers carried)
+//! ```
+//!
+//! Everything that must survive a crash happens in the edge before this core sends more than
+//! 100 Trying: the call row is written by the Admit effect, and only its result lets the call
+//! go on. This core never reads a clock and does no IO: the endpoint feeds it requests,
+//! responses and transaction events, and the edge feeds it admission results and media
+//! notices; it answers through [`Io`] (messages) and [`CallEffect`]s (ledger and media).
+//!
+//! Routing of in-dialog requests: we send them to the address the leg's messages come from
+//! (the carrier SBC, or the seat's registered source) rather than resolving the remote
+//! target, as SBC-facing B2BUAs do (Asterisk `force_rport`/`comedia`): both peers may be
+//! behind NAT, and the trunk ACL names the carrier's addresses anyway.
+
+pub mod wire;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::profiles::Trunk;
+use crate::media::g711::Law;
+use crate::media::ports::{PortAllocator, RtpPort};
+use crate::media::relay::{Leg, Remote};
+use crate::number::E164;
+use crate::sip::endpoint::{envelope, Destination, Io};
+use crate::sip::message::{Message, Method as SipMethod};
+use crate::sip::sdp::{rewrite_for_anchor, Codec, MediaInfo, Sdp};
+use crate::sip::transaction::{
+    PeerId, TimerConfig, TsxKey, Uas2xxEvent, Uas2xxRetransmitter, Uas2xxState,
+};
+
+use wire::{quote_display, uri_of, uri_user, RequestSpec, BRANCH_PREFIX};
+
+/// Retry-After (seconds) on the 503 sent when the call row cannot be written: long enough
+/// for a ledger fail-over, short enough that the carrier's retry still reaches a person.
+pub const LEDGER_RETRY_AFTER_SECS: u32 = 5;
+
+/// Configuration of the call path.
+#[derive(Debug, Clone)]
+pub struct B2buaConfig {
+    /// Our SIP address as peers must see it (Via sent-by, Contact).
+    pub local: SocketAddr,
+    /// Address our relay ports are on (SDP `c=`).
+    pub media_ip: IpAddr,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// Codecs offered to seats and accepted from carriers, in preference order.
+    pub codecs: Vec<Codec>,
+    /// How long a seat may ring before the call moves on.
+    pub ring_timeout: Duration,
+    pub trunks: Vec<Trunk>,
+    /// The seats' domain (the seat profile realm), for the To of our INVITEs.
+    pub seat_domain: String,
+    /// Concurrent calls; beyond it new calls get 503.
+    pub max_calls: usize,
+    pub timers: TimerConfig,
+}
+
+/// A registered seat the call path may ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatTarget {
+    pub seat_id: i64,
+    pub seat: String,
+    pub contact_uri: String,
+    pub dest: Destination,
+}
+
+/// Where the call path finds registered seats (the registrar, or a fixed list in tests).
+pub trait SeatLocator {
+    /// Every reachable registration, most preferred contact of each seat first.
+    fn seat_targets(&self) -> Vec<SeatTarget>;
+}
+
+impl SeatLocator for Vec<SeatTarget> {
+    fn seat_targets(&self) -> Vec<SeatTarget> {
+        self.clone()
+    }
+}
+
+/// What the edge needs to admit a call: look up the number, apply the contract rules and
+/// write the row durably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmitRequest {
+    pub trunk: String,
+    pub number: E164,
+    /// E.164 when it parses as a Japanese number, else the raw user part; `None` if withheld.
+    pub caller: Option<String>,
+    pub withheld: bool,
+    pub sip_call_id: String,
+    pub from_tag: String,
+}
+
+/// Situations with a recorded announcement (issue #5 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prompt {
+    OutOfHours,
+    Suspended,
+    AllBusy,
+    PleaseWait,
+}
+
+/// The edge's answer to [`CallEffect::Admit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Ring a seat.
+    Route {
+        row: i64,
+        contractor_id: i64,
+        name: String,
+        greeting: String,
+    },
+    /// Answer, play `prompt`, hang up; the row gets `outcome`.
+    Announce {
+        row: i64,
+        prompt: Prompt,
+        outcome: &'static str,
+    },
+    /// Refuse with `status`; the row (if one was written) gets `outcome`.
+    Reject {
+        row: Option<i64>,
+        status: u16,
+        outcome: Option<&'static str>,
+    },
+    /// The row could not be written: 503 with Retry-After, nothing counted.
+    Unavailable,
+}
+
+/// Work for the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEffect {
+    Admit {
+        call: u64,
+        request: AdmitRequest,
+    },
+    /// A seat answered: stamp `answered_at` and the seat on the row now.
+    Answered {
+        call: u64,
+        row: i64,
+        seat_id: i64,
+    },
+    /// The call is over: outcome, seat and `ended_at` on the row.
+    Finished {
+        call: u64,
+        row: i64,
+        outcome: &'static str,
+        seat_id: Option<i64>,
+    },
+    MediaStart {
+        call: u64,
+        a_port: u16,
+        b_port: u16,
+        a: Remote,
+        b: Remote,
+    },
+    MediaRemote {
+        call: u64,
+        leg: Leg,
+        remote: Remote,
+        hold: bool,
+    },
+    MediaPlay {
+        call: u64,
+        leg: Leg,
+        prompt: Prompt,
+        repeat: bool,
+        /// The codec negotiated on that leg.
+        law: Law,
+    },
+    MediaStop {
+        call: u64,
+    },
+}
+
+/// What the media edge reports about a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaNotice {
+    /// No RTP for the configured time.
+    Timeout,
+    PlayFinished,
+    /// Fax calling tone heard from the caller.
+    FaxTone,
+    /// The relay ports could not be opened.
+    Failed,
+    /// Sockets closed; the ports may be reused.
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the edge's [`Admission`].
+    Admitting,
+    /// A seat is being rung (or the next one chosen).
+    Ringing,
+    /// Playing an announcement to the caller.
+    Announcing,
+    Answered,
+    /// Leg A is finished; waiting for leg B to resolve (CANCEL/487, or a 2xx to tear down).
+    Ending,
+}
+
+/// One leg's dialog from our side (RFC 3261 §12).
+#[derive(Debug, Clone)]
+struct Dialog {
+    call_id: String,
+    /// Our From (leg B) or To (leg A) value, tag included.
+    local: String,
+    /// Their value, tag included once known.
+    remote: String,
+    remote_target: String,
+    routes: Vec<String>,
+    cseq: u32,
+    peer: PeerId,
+    transport: &'static str,
+}
+
+#[derive(Debug)]
+struct BLeg {
+    dialog: Dialog,
+    seat_id: i64,
+    invite: Message,
+    invite_tsx: TsxKey,
+    provisional: bool,
+    cancel_wanted: bool,
+    cancel_sent: bool,
+    answered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+    fn leg(self) -> Leg {
+        match self {
+            Side::A => Leg::A,
+            Side::B => Leg::B,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ReInvite {
+    /// Side that sent the re-INVITE to us.
+    from: Side,
+    server: TsxKey,
+    request: Message,
+    /// CSeq of the re-INVITE we sent on the other side.
+    cseq: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    BInvite,
+    Cancel,
+    Bye,
+    ReInvite,
+}
+
+#[derive(Debug)]
+struct Call {
+    phase: Phase,
+    a: Dialog,
+    a_invite: Message,
+    /// The carrier's INVITE server transaction until its final response.
+    a_tsx: Option<TsxKey>,
+    a_key: (String, String),
+    a_offer: Option<Sdp>,
+    a_remote: Remote,
+    caller_label: String,
+    caller_user: String,
+    number_national: String,
+    max_forwards: u8,
+    row: Option<i64>,
+    contractor: Option<(i64, String, String)>,
+    b: Option<BLeg>,
+    tried: Vec<i64>,
+    ports: Option<(RtpPort, RtpPort)>,
+    seat_answered: Option<i64>,
+    outcome: Option<&'static str>,
+    finished: bool,
+    cancelled: bool,
+    ring_deadline: Option<Instant>,
+    ring_timed_out: bool,
+    /// 2xx we sent and whose ACK we wait for, per side.
+    retrans: [Option<Uas2xxRetransmitter>; 2],
+    /// ACK owed to a side once the other side ACKs our 2xx: (side, CSeq, SDP answer needed).
+    ack_owed: Option<(Side, u32)>,
+    /// Last ACK sent to each side, resent when its 2xx is retransmitted.
+    last_ack: [Option<(u32, Arc<[u8]>)>; 2],
+    reinvite: Option<ReInvite>,
+}
+
+impl Call {
+    fn dialog(&self, side: Side) -> Option<&Dialog> {
+        match side {
+            Side::A => Some(&self.a),
+            Side::B => self.b.as_ref().filter(|b| b.answered).map(|b| &b.dialog),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut d = self.ring_deadline;
+        for r in self.retrans.iter().flatten() {
+            if let Some(t) = r.poll_timeout() {
+                d = Some(d.map_or(t, |x| x.min(t)));
+            }
+        }
+        d
+    }
+}
+
+/// Counters for status and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct B2buaStats {
+    pub calls: usize,
+    pub refused_acl: u64,
+    pub unknown_number: u64,
+}
+
+/// The call table and its rules.
+pub struct B2bua {
+    cfg: B2buaConfig,
+    calls: HashMap<u64, Call>,
+    next_call: u64,
+    by_a: HashMap<(String, String), u64>,
+    by_b: HashMap<String, u64>,
+    server_invites: HashMap<TsxKey, u64>,
+    client: HashMap<TsxKey, (u64, Purpose)>,
+    busy: HashMap<i64, u64>,
+    /// When each seat last finished a call: the longest-idle free seat is rung first.
+    idle_since: HashMap<i64, Instant>,
+    ports: PortAllocator,
+    /// Ports of ended calls until the media edge reports them closed.
+    releasing: HashMap<u64, (RtpPort, RtpPort)>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    effects: VecDeque<CallEffect>,
+    stats: B2buaStats,
+}
+
+impl std::fmt::Debug for B2bua {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("B2bua")
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The header-safe form of a text we put in a header value (greeting, names).
+fn header_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+fn is_withheld(req: &Message, identity: &str) -> bool {
+    let privacy = req
+        .headers("Privacy")
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .any(|p| p.eq_ignore_ascii_case("id") || p.eq_ignore_ascii_case("header"));
+    let user = uri_user(uri_of(identity)).unwrap_or_default();
+    privacy
+        || user.eq_ignore_ascii_case("anonymous")
+        || user.is_empty()
+        || uri_of(identity).contains("anonymous.invalid")
+}
+
+impl B2bua {
+    pub fn new(cfg: B2buaConfig) -> Result<B2bua, crate::media::ports::PortError> {
+        let ports = PortAllocator::new(cfg.rtp_port_min, cfg.rtp_port_max)?;
+        Ok(B2bua {
+            cfg,
+            calls: HashMap::new(),
+            next_call: 0,
+            by_a: HashMap::new(),
+            by_b: HashMap::new(),
+            server_invites: HashMap::new(),
+            client: HashMap::new(),
+            busy: HashMap::new(),
+            idle_since: HashMap::new(),
+            ports,
+            releasing: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            effects: VecDeque::new(),
+            stats: B2buaStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> B2buaStats {
+        B2buaStats {
+            calls: self.calls.len(),
+            ..self.stats
+        }
+    }
+
+    /// Seats currently offered or on a call.
+    pub fn busy_seats(&self) -> impl Iterator<Item = i64> + '_ {
+        self.busy.keys().copied()
+    }
+
+    pub fn poll_effect(&mut self) -> Option<CallEffect> {
+        self.effects.pop_front()
+    }
+
+    /// Whether a request from `src` would be a trunk call.
+    pub fn trunk_for(&self, ip: IpAddr) -> Option<&Trunk> {
+        self.cfg.trunks.iter().find(|t| t.admits(ip))
+    }
+
+    /// Whether this in-dialog request belongs to one of our calls.
+    pub fn owns_dialog(&self, req: &Message) -> bool {
+        self.find_dialog(req).is_some()
+    }
+
+    fn find_dialog(&self, req: &Message) -> Option<(u64, Side)> {
+        let from_tag = req.from_tag().unwrap_or_default();
+        if let Some(&id) = self
+            .by_a
+            .get(&(req.call_id().to_owned(), from_tag.to_owned()))
+        {
+            return Some((id, Side::A));
+        }
+        self.by_b.get(req.call_id()).map(|&id| (id, Side::B))
+    }
+
+    // ------------------------------------------------------------------ leg A: new calls
+
+    /// A new INVITE (no To tag) in server transaction `key`.
+    pub fn on_invite(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        key: &TsxKey,
+        req: &Message,
+        src: SocketAddr,
+        from: PeerId,
+    ) {
+        let reply = |io: &mut Io, code: u16, reason: &str| {
+            let tag = io.unique();
+            if let Some(r) = wire::response(req, code, reason, Some(&tag), &[], None) {
+                io.respond(now, key, &r);
+            }
+        };
+        let Some(trunk) = self.trunk_for(src.ip()).cloned() else {
+            self.stats.refused_acl += 1;
+            io.log_limited(now, "refused", || {
+                tracing::warn!(peer = %src, "INVITE from an address of no configured trunk refused (403)")
+            });
+            return reply(io, 403, "Forbidden");
+        };
+        if req.max_forwards() == Some(0) {
+            return reply(io, 483, "Too Many Hops");
+        }
+        let ours = wire::host_port(self.cfg.local);
+        if req.vias().iter().any(|v| {
+            v.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+                && format!("{}:{}", v.host(), v.port().unwrap_or(5060)) == ours
+        }) {
+            return reply(io, 482, "Loop Detected");
+        }
+        let from_tag = req.from_tag().unwrap_or_default().to_owned();
+        let a_key = (req.call_id().to_owned(), from_tag.clone());
+        // §8.2.2.2: the same request again on another branch (a fork merged back to us, or
+        // a carrier re-sending without its transaction) must not become a second call.
+        if self.by_a.contains_key(&a_key) {
+            return reply(io, 482, "Loop Detected");
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            let tag = io.unique();
+            let retry = LEDGER_RETRY_AFTER_SECS.to_string();
+            if let Some(r) = wire::response(
+                req,
+                503,
+                "Service Unavailable",
+                Some(&tag),
+                &[("Retry-After", &retry)],
+                None,
+            ) {
+                io.respond(now, key, &r);
+            }
+            return;
+        }
+        let user = req.request_uri().and_then(uri_user).unwrap_or_default();
+        let Ok(number) = E164::parse_jp(user) else {
+            self.stats.unknown_number += 1;
+            io.log_limited(now, "number", || {
+                tracing::info!(trunk = %trunk.name, "INVITE for a number that is not a Japanese number (404)")
+            });
+            return reply(io, 404, "Not Found");
+        };
+        let offer = if req.body().is_empty() {
+            None
+        } else if req
+            .content_type()
+            .is_some_and(|c| c.eq_ignore_ascii_case("application/sdp"))
+        {
+            match Sdp::parse_bytes(req.body()) {
+                Ok(s) => Some(s),
+                Err(_) => return reply(io, 400, "Bad Request (SDP)"),
+            }
+        } else {
+            return reply(io, 415, "Unsupported Media Type");
+        };
+
+        let identity = req
+            .header("P-Asserted-Identity")
+            .and_then(|v| v.split(',').next())
+            .unwrap_or_else(|| req.header("From").unwrap_or_default());
+        let withheld = is_withheld(req, identity);
+        let raw_user = uri_user(uri_of(identity)).unwrap_or_default().to_owned();
+        let caller = if withheld {
+            None
+        } else {
+            Some(
+                E164::parse_jp(&raw_user)
+                    .map(|e| e.as_str().to_owned())
+                    .unwrap_or_else(|_| raw_user.clone()),
+            )
+        };
+        let caller_label = match &caller {
+            Some(c) => E164::parse_jp(c)
+                .map(|e| e.national())
+                .unwrap_or_else(|_| c.clone()),
+            None => "非通知".to_owned(),
+        };
+        let caller_user = match &caller {
+            Some(_) => caller_label
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '+')
+                .collect(),
+            None => "anonymous".to_owned(),
+        };
+
+        let id = self.next_call;
+        self.next_call += 1;
+        let local_tag = io.unique();
+        let a = Dialog {
+            call_id: req.call_id().to_owned(),
+            local: format!("{};tag={local_tag}", req.header("To").unwrap_or_default()),
+            remote: req.header("From").unwrap_or_default().to_owned(),
+            remote_target: req
+                .header("Contact")
+                .map(|c| uri_of(c).to_owned())
+                .unwrap_or_else(|| uri_of(req.header("From").unwrap_or_default()).to_owned()),
+            routes: req.headers("Record-Route").map(str::to_owned).collect(),
+            cseq: 1,
+            peer: from,
+            transport: io.transport(from),
+        };
+        let request = AdmitRequest {
+            trunk: trunk.name.clone(),
+            number: number.clone(),
+            caller,
+            withheld,
+            sip_call_id: req.call_id().to_owned(),
+            from_tag,
+        };
+        self.calls.insert(
+            id,
+            Call {
+                phase: Phase::Admitting,
+                a,
+                a_invite: req.clone(),
+                a_tsx: Some(key.clone()),
+                a_key: a_key.clone(),
+                a_offer: offer,
+                a_remote: Remote::default(),
+                caller_label,
+                caller_user,
+                number_national: number.national(),
+                max_forwards: req.max_forwards().unwrap_or(70).saturating_sub(1),
+                row: None,
+                contractor: None,
+                b: None,
+                tried: Vec::new(),
+                ports: None,
+                seat_answered: None,
+                outcome: None,
+                finished: false,
+                cancelled: false,
+                ring_deadline: None,
+                ring_timed_out: false,
+                retrans: [None, None],
+                ack_owed: None,
+                last_ack: [None, None],
+                reinvite: None,
+            },
+        );
+        self.by_a.insert(a_key, id);
+        self.server_invites.insert(key.clone(), id);
+        // 100 Trying at once (§17.2.1): admission may take a disk write; nothing beyond
+        // 100 goes out until the call row is durable.
+        if let Some(t) = wire::response(req, 100, "Trying", None, &[], None) {
+            io.respond(now, key, &t);
+        }
+        self.effects
+            .push_back(CallEffect::Admit { call: id, request });
+    }
+
+    /// The edge's answer to an Admit effect.
+    pub fn handle_admission(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        admission: Admission,
+        seats: &dyn SeatLocator,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.phase != Phase::Admitting {
+            return;
+        }
+        match admission {
+            Admission::Unavailable => {
+                let retry = LEDGER_RETRY_AFTER_SECS.to_string();
+                self.fail_a(
+                    io,
+                    now,
+                    id,
+                    503,
+                    "Service Unavailable",
+                    &[("Retry-After", &retry)],
+                );
+                self.remove_if_done(id);
+            }
+            Admission::Reject {
+                row,
+                status,
+                outcome,
+            } => {
+                call.row = row;
+                call.outcome = outcome;
+                if call.cancelled {
+                    call.outcome = Some("abandoned");
+                } else {
+                    let reason = crate::sip::message::reason_phrase(status);
+                    self.fail_a(io, now, id, status, reason, &[]);
+                }
+                self.finish(id, "failed");
+                self.remove_if_done(id);
+            }
+            Admission::Announce {
+                row,
+                prompt,
+                outcome,
+            } => {
+                call.row = Some(row);
+                call.outcome = Some(outcome);
+                if call.cancelled {
+                    self.finish(id, outcome);
+                    self.remove_if_done(id);
+                    return;
+                }
+                self.announce(io, now, id, prompt);
+            }
+            Admission::Route {
+                row,
+                contractor_id,
+                name,
+                greeting,
+            } => {
+                call.row = Some(row);
+                call.contractor = Some((contractor_id, name, greeting));
+                if call.cancelled {
+                    self.finish(id, "abandoned");
+                    self.remove_if_done(id);
+                    return;
+                }
+                call.phase = Phase::Ringing;
+                self.route(io, now, id, seats);
+            }
+        }
+    }
+
+    /// Ports for both legs, allocated once per call.
+    fn ensure_ports(&mut self, id: u64) -> Option<(RtpPort, RtpPort)> {
+        let call = self.calls.get_mut(&id)?;
+        if let Some(p) = call.ports {
+            return Some(p);
+        }
+        let a = self.ports.allocate().ok()?;
+        let Ok(b) = self.ports.allocate() else {
+            let _ = self.ports.release(a);
+            return None;
+        };
+        call.ports = Some((a, b));
+        Some((a, b))
+    }
+
+    /// Answers the caller and plays `prompt`; the call ends when it has been played.
+    fn announce(&mut self, io: &mut Io, now: Instant, id: u64, prompt: Prompt) {
+        let Some((a_port, b_port)) = self.ensure_ports(id) else {
+            self.fail_a(io, now, id, 503, "Service Unavailable", &[]);
+            self.finish(id, "failed");
+            return self.remove_if_done(id);
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let answer = call.a_offer.as_ref().and_then(|offer| {
+            rewrite_for_anchor(offer, self.cfg.media_ip, a_port.get(), &self.cfg.codecs).ok()
+        });
+        let Some((sdp, info)) = answer else {
+            // No offer to answer (or nothing we can play to it): the caller cannot hear a
+            // prompt, so the call is refused with the outcome already decided.
+            let outcome = call.outcome.unwrap_or("failed");
+            self.fail_a(io, now, id, 480, "Temporarily Unavailable", &[]);
+            self.finish(id, outcome);
+            return self.remove_if_done(id);
+        };
+        call.a_remote = remote_of(&info);
+        call.phase = Phase::Announcing;
+        let law = match info.codecs.first() {
+            Some((Codec::Pcma, _)) => Law::Pcma,
+            _ => Law::Pcmu,
+        };
+        self.effects.push_back(CallEffect::MediaStart {
+            call: id,
+            a_port: a_port.get(),
+            b_port: b_port.get(),
+            a: call.a_remote,
+            b: Remote::default(),
+        });
+        self.answer_a(io, now, id, sdp.to_string().as_bytes());
+        self.effects.push_back(CallEffect::MediaPlay {
+            call: id,
+            leg: Leg::A,
+            prompt,
+            repeat: false,
+            law,
+        });
+    }
+
+    /// Sends our 2xx to the carrier's INVITE and starts its retransmission (§13.3.1.4).
+    fn answer_a(&mut self, io: &mut Io, now: Instant, id: u64, sdp: &[u8]) {
+        let contact = wire::contact(self.cfg.local, self.transport_a(id));
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(key) = call.a_tsx.take() else {
+            return;
+        };
+        self.server_invites.remove(&key);
+        let tag = local_tag(&call.a.local);
+        let mut extra: Vec<(&str, &str)> =
+            vec![("Contact", &contact), ("Allow", ALLOW), ("Supported", "")];
+        let rr: Vec<String> = call
+            .a_invite
+            .headers("Record-Route")
+            .map(str::to_owned)
+            .collect();
+        for r in &rr {
+            extra.push(("Record-Route", r));
+        }
+        extra.retain(|(_, v)| !v.is_empty());
+        let Some(ok) = wire::response(&call.a_invite, 200, "OK", Some(tag), &extra, Some(sdp))
+        else {
+            return;
+        };
+        io.respond(now, &key, &ok);
+        call.retrans[0] = Some(Uas2xxRetransmitter::new(
+            now,
+            call.a.peer,
+            &envelope(&ok),
+            &self.cfg.timers,
+        ));
+        self.schedule(id);
+    }
+
+    fn transport_a(&self, id: u64) -> &'static str {
+        self.calls.get(&id).map_or("UDP", |c| c.a.transport)
+    }
+
+    /// A final non-2xx to the carrier's INVITE, if it is still unanswered.
+    fn fail_a(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(key) = call.a_tsx.take() else {
+            return;
+        };
+        self.server_invites.remove(&key);
+        let tag = local_tag(&call.a.local);
+        if let Some(r) = wire::response(&call.a_invite, code, reason, Some(tag), extra, None) {
+            io.respond(now, &key, &r);
+        }
+        if call.phase != Phase::Answered {
+            call.phase = Phase::Ending;
+        }
+    }
+
+    // ------------------------------------------------------------------ leg B: seats
+
+    /// Rings the longest-idle free seat not tried yet, or ends the call as overflow.
+    fn route(&mut self, io: &mut Io, now: Instant, id: u64, seats: &dyn SeatLocator) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let mut candidates: Vec<SeatTarget> = seats
+            .seat_targets()
+            .into_iter()
+            .filter(|s| !self.busy.contains_key(&s.seat_id) && !call.tried.contains(&s.seat_id))
+            .collect();
+        // First contact of each seat only, then the longest idle first.
+        let mut seen = Vec::new();
+        candidates.retain(|s| {
+            let fresh = !seen.contains(&s.seat_id);
+            seen.push(s.seat_id);
+            fresh
+        });
+        candidates.sort_by_key(|s| self.idle_since.get(&s.seat_id).copied());
+        let Some(target) = candidates.into_iter().next() else {
+            self.fail_a(io, now, id, 480, "Temporarily Unavailable", &[]);
+            self.finish(id, "overflow");
+            return self.remove_if_done(id);
+        };
+        let Some((a_port, b_port)) = self.ensure_ports(id) else {
+            self.fail_a(io, now, id, 503, "Service Unavailable", &[]);
+            self.finish(id, "failed");
+            return self.remove_if_done(id);
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let first_attempt = call.tried.is_empty();
+        call.tried.push(target.seat_id);
+        let offer = match &call.a_offer {
+            Some(o) => {
+                match rewrite_for_anchor(o, self.cfg.media_ip, b_port.get(), &self.cfg.codecs) {
+                    Ok((sdp, info)) => {
+                        call.a_remote = remote_of(&info);
+                        Some(sdp.to_string())
+                    }
+                    Err(_) => {
+                        self.fail_a(io, now, id, 488, "Not Acceptable Here", &[]);
+                        self.finish(id, "failed");
+                        return self.remove_if_done(id);
+                    }
+                }
+            }
+            None => None,
+        };
+        if first_attempt {
+            self.effects.push_back(CallEffect::MediaStart {
+                call: id,
+                a_port: a_port.get(),
+                b_port: b_port.get(),
+                a: call.a_remote,
+                b: Remote::default(),
+            });
+        }
+        let peer = io.peer(target.dest);
+        let transport = io.transport(peer);
+        let (cid, name, greeting) =
+            call.contractor
+                .clone()
+                .unwrap_or((0, String::new(), String::new()));
+        let display = quote_display(&format!("【{}】{}", header_text(&name), call.caller_label));
+        let host = wire::host_port(self.cfg.local);
+        let from = format!(
+            "{display} <sip:{}@{host}>;tag={}",
+            call.caller_user,
+            io.unique()
+        );
+        let to = format!("<sip:{}@{}>", target.seat, self.cfg.seat_domain);
+        let call_id = format!("{}@{}", io.unique(), self.cfg.local.ip());
+        let branch = format!("{BRANCH_PREFIX}{}", io.unique());
+        let contact = wire::contact(self.cfg.local, transport);
+        let cid_s = cid.to_string();
+        let row_s = call.row.unwrap_or_default().to_string();
+        let greeting = header_text(&greeting);
+        let name = header_text(&name);
+        let mut extra: Vec<(&str, &str)> = vec![
+            ("X-Smartdesk-Contractor", &cid_s),
+            ("X-Smartdesk-Contractor-Name", &name),
+            ("X-Smartdesk-Greeting", &greeting),
+            ("X-Smartdesk-Number", &call.number_national),
+            ("X-Smartdesk-Call", &row_s),
+            ("Allow", ALLOW),
+        ];
+        extra.retain(|(_, v)| !v.is_empty());
+        let spec = RequestSpec {
+            method: "INVITE",
+            uri: &target.contact_uri,
+            transport,
+            local: self.cfg.local,
+            branch: &branch,
+            from: &from,
+            to: &to,
+            call_id: &call_id,
+            cseq: 1,
+            routes: &[],
+            max_forwards: call.max_forwards,
+            contact: Some(&contact),
+            extra: &extra,
+            sdp: offer.as_deref().map(str::as_bytes),
+        };
+        let sent = wire::request(&spec)
+            .and_then(|invite| io.send(now, &invite, peer).map(|k| (invite, k)));
+        let Some((invite, tsx)) = sent else {
+            // Unsendable (a contact URI we cannot put on a request line): try the next seat.
+            return self.route(io, now, id, seats);
+        };
+        call.b = Some(BLeg {
+            dialog: Dialog {
+                call_id: call_id.clone(),
+                local: from,
+                remote: to,
+                remote_target: target.contact_uri.clone(),
+                routes: Vec::new(),
+                cseq: 1,
+                peer,
+                transport,
+            },
+            seat_id: target.seat_id,
+            invite,
+            invite_tsx: tsx.clone(),
+            provisional: false,
+            cancel_wanted: false,
+            cancel_sent: false,
+            answered: false,
+        });
+        call.ring_deadline = Some(now + self.cfg.ring_timeout);
+        call.ring_timed_out = false;
+        self.by_b.insert(call_id, id);
+        self.client.insert(tsx, (id, Purpose::BInvite));
+        self.busy.insert(target.seat_id, id);
+        self.schedule(id);
+    }
+
+    /// CANCELs leg B's INVITE now if it has had a provisional response, else as soon as it
+    /// has one (§9.1: a CANCEL before any response could overtake the INVITE).
+    fn cancel_b(&mut self, io: &mut Io, now: Instant, id: u64) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(b) = call.b.as_mut() else { return };
+        if b.answered || b.cancel_sent {
+            return;
+        }
+        b.cancel_wanted = true;
+        if !b.provisional {
+            return;
+        }
+        let via = b.invite.header("Via").unwrap_or_default().to_owned();
+        let mut text = format!(
+            "CANCEL {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\n\
+             Call-ID: {}\r\nCSeq: {} CANCEL\r\n",
+            b.invite.request_uri().unwrap_or_default(),
+            b.invite.header("From").unwrap_or_default(),
+            b.invite.header("To").unwrap_or_default(),
+            b.invite.call_id(),
+            b.invite.cseq(),
+        );
+        text.push_str("Content-Length: 0\r\n\r\n");
+        if let Ok(cancel) = crate::sip::message::parse_datagram(text.as_bytes()) {
+            if let Some(k) = io.send(now, &cancel, b.dialog.peer) {
+                self.client.insert(k, (id, Purpose::Cancel));
+            }
+        }
+        b.cancel_sent = true;
+    }
+
+    /// A response to one of our client transactions.
+    pub fn on_response(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        key: &TsxKey,
+        resp: &Message,
+        seats: &dyn SeatLocator,
+    ) {
+        let Some(&(id, purpose)) = self.client.get(key) else {
+            return;
+        };
+        let Some(status) = resp.status() else { return };
+        match purpose {
+            Purpose::BInvite => self.on_b_invite_response(io, now, id, key, status, resp, seats),
+            Purpose::ReInvite => self.on_reinvite_response(io, now, id, status, resp),
+            Purpose::Cancel | Purpose::Bye => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_b_invite_response(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        key: &TsxKey,
+        status: u16,
+        resp: &Message,
+        seats: &dyn SeatLocator,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(b) = call.b.as_mut().filter(|b| b.invite_tsx == *key) else {
+            return;
+        };
+        match status {
+            100 => {}
+            101..=199 => {
+                b.provisional = true;
+                if b.cancel_wanted && !b.cancel_sent {
+                    return self.cancel_b(io, now, id);
+                }
+                if call.phase != Phase::Ringing {
+                    return;
+                }
+                let early = self.rewrite_for(id, Side::A, resp);
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let Some(a_key) = call.a_tsx.clone() else {
+                    return;
+                };
+                let tag = local_tag(&call.a.local);
+                let (code, reason) = if early.is_some() {
+                    (183, "Session Progress")
+                } else {
+                    (180, "Ringing")
+                };
+                if let Some(r) = wire::response(
+                    &call.a_invite,
+                    code,
+                    reason,
+                    Some(tag),
+                    &[],
+                    early.as_deref().map(str::as_bytes),
+                ) {
+                    io.respond(now, &a_key, &r);
+                }
+            }
+            200..=299 => {
+                b.answered = true;
+                b.dialog.remote = resp.header("To").unwrap_or_default().to_owned();
+                if let Some(c) = resp.header("Contact") {
+                    b.dialog.remote_target = uri_of(c).to_owned();
+                }
+                b.dialog.routes = resp.headers("Record-Route").map(str::to_owned).collect();
+                b.dialog.routes.reverse();
+                let seat_id = b.seat_id;
+                let cseq = b.invite.cseq();
+                call.ring_deadline = None;
+                if call.phase != Phase::Ringing || call.a_tsx.is_none() {
+                    // The caller left (CANCEL raced the answer) or the ring timed out:
+                    // confirm and tear down this seat's dialog (§15).
+                    self.send_ack(io, id, Side::B, cseq, None);
+                    self.bye(io, now, id, Side::B);
+                    return self.remove_if_done(id);
+                }
+                let answer = self.rewrite_for(id, Side::A, resp);
+                // With a late offer (no SDP from the carrier) this is the seat's offer, rewritten
+                // the same way; the carrier's answer then comes in its ACK.
+                let Some(sdp) = answer else {
+                    // The seat answered an offer without SDP, or with SDP we cannot use.
+                    self.send_ack(io, id, Side::B, cseq, None);
+                    self.bye(io, now, id, Side::B);
+                    self.fail_a(io, now, id, 488, "Not Acceptable Here", &[]);
+                    self.finish(id, "failed");
+                    return self.remove_if_done(id);
+                };
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                call.phase = Phase::Answered;
+                call.seat_answered = Some(seat_id);
+                call.ack_owed = Some((Side::B, cseq));
+                if let Some(row) = call.row {
+                    self.effects.push_back(CallEffect::Answered {
+                        call: id,
+                        row,
+                        seat_id,
+                    });
+                }
+                self.answer_a(io, now, id, sdp.as_bytes());
+            }
+            _ => {
+                // The seat declined, was busy, or our CANCEL took effect (487): this seat is
+                // out of the picture; the layer has ACKed the final response (§17.1.1.3).
+                let seat = b.seat_id;
+                let b_call_id = b.dialog.call_id.clone();
+                call.b = None;
+                call.ring_deadline = None;
+                self.by_b.remove(&b_call_id);
+                self.release_seat(now, seat, id);
+                let call = match self.calls.get(&id) {
+                    Some(c) => c,
+                    None => return,
+                };
+                if call.phase == Phase::Ringing && call.a_tsx.is_some() {
+                    self.route(io, now, id, seats);
+                } else {
+                    self.remove_if_done(id);
+                }
+            }
+        }
+    }
+
+    /// The client INVITE to a seat failed without a response (Timer B, transport error).
+    pub fn on_client_failure(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        key: &TsxKey,
+        seats: &dyn SeatLocator,
+    ) {
+        let Some(&(id, purpose)) = self.client.get(key) else {
+            return;
+        };
+        match purpose {
+            Purpose::BInvite => {
+                let timeout = crate::sip::message::parse_datagram(
+                    b"SIP/2.0 408 Request Timeout\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKx\r\n\
+                      From: <sip:x@x>;tag=x\r\nTo: <sip:x@x>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\
+                      Content-Length: 0\r\n\r\n",
+                );
+                if let Ok(r) = timeout {
+                    self.on_b_invite_response(io, now, id, key, 408, &r, seats);
+                }
+            }
+            Purpose::ReInvite => {
+                if let Ok(r) = crate::sip::message::parse_datagram(
+                    b"SIP/2.0 408 Request Timeout\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKx\r\n\
+                      From: <sip:x@x>;tag=x\r\nTo: <sip:x@x>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\
+                      Content-Length: 0\r\n\r\n",
+                ) {
+                    self.on_reinvite_response(io, now, id, 408, &r);
+                }
+            }
+            Purpose::Cancel | Purpose::Bye => {}
+        }
+    }
+
+    /// The transaction is gone: forget its key.
+    pub fn on_terminated(&mut self, key: &TsxKey) {
+        self.client.remove(key);
+        self.server_invites.remove(key);
+    }
+
+    // ------------------------------------------------------------------ in-dialog traffic
+
+    /// CANCEL for INVITE server transaction `invite` (already matched by the layer, §9.2).
+    /// Returns false if that INVITE is not one of our calls.
+    pub fn on_cancel(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        cancel_key: &TsxKey,
+        cancel: &Message,
+        invite: &TsxKey,
+    ) -> bool {
+        let Some(&id) = self.server_invites.get(invite) else {
+            return false;
+        };
+        let tag = io.unique();
+        if let Some(ok) = wire::response(cancel, 200, "OK", Some(&tag), &[], None) {
+            io.respond(now, cancel_key, &ok);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return true;
+        };
+        call.cancelled = true;
+        let phase = call.phase;
+        self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+        match phase {
+            Phase::Admitting => {} // finished when the admission arrives
+            Phase::Ringing => {
+                self.finish(id, "abandoned");
+                self.cancel_b(io, now, id);
+            }
+            Phase::Announcing => {
+                self.finish(id, "abandoned");
+                self.stop_media(id);
+            }
+            Phase::Answered | Phase::Ending => {}
+        }
+        self.remove_if_done(id);
+        true
+    }
+
+    /// ACK outside any transaction: for a 2xx we sent (§13.2.2.4, §17.2.3).
+    pub fn on_ack(&mut self, io: &mut Io, now: Instant, ack: &Message) {
+        let Some((id, side)) = self.find_dialog(ack) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let slot = match side {
+            Side::A => 0,
+            Side::B => 1,
+        };
+        let matched = call.retrans[slot]
+            .as_mut()
+            .is_some_and(|r| r.matches_ack(&envelope(ack)));
+        if !matched {
+            return; // a retransmitted ACK, or one for something we never sent
+        }
+        if let Some(r) = call.retrans[slot].as_mut() {
+            r.handle_ack();
+        }
+        call.retrans[slot] = None;
+        if let Some((owed_side, cseq)) = call.ack_owed.take() {
+            if owed_side == side.other() {
+                let sdp = if ack.body().is_empty() {
+                    None
+                } else {
+                    self.rewrite_for(id, owed_side, ack)
+                };
+                self.send_ack(io, id, owed_side, cseq, sdp.as_deref());
+            } else if let Some(c) = self.calls.get_mut(&id) {
+                c.ack_owed = Some((owed_side, cseq));
+            }
+        }
+        let _ = now;
+    }
+
+    /// A request with a To tag (or BYE/INVITE inside one of our dialogs).
+    pub fn on_in_dialog(&mut self, io: &mut Io, now: Instant, key: &TsxKey, req: &Message) -> bool {
+        let Some((id, side)) = self.find_dialog(req) else {
+            return false;
+        };
+        let Some(method) = req.method() else {
+            return false;
+        };
+        let reply = |io: &mut Io, code: u16, reason: &str| {
+            if let Some(r) = wire::response(req, code, reason, None, &[], None) {
+                io.respond(now, key, &r);
+            }
+        };
+        match method {
+            SipMethod::Bye => {
+                reply(io, 200, "OK");
+                let answered = self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.phase == Phase::Answered);
+                match side {
+                    Side::A if !answered => {
+                        // BYE in an early dialog: like a CANCEL.
+                        self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+                        self.finish(id, "abandoned");
+                        self.cancel_b(io, now, id);
+                        self.stop_media(id);
+                    }
+                    _ => {
+                        self.hang_up_leg(io, now, id, side);
+                        self.bye(io, now, id, side.other());
+                        self.finish(id, "answered");
+                    }
+                }
+                self.remove_if_done(id);
+            }
+            SipMethod::Invite => self.on_reinvite(io, now, id, side, key, req),
+            SipMethod::Options | SipMethod::Info => reply(io, 200, "OK"),
+            _ => reply(io, 501, "Not Implemented"),
+        }
+        true
+    }
+
+    /// A re-INVITE from `side` (hold, resume, codec change): forwarded with SDP rewritten.
+    fn on_reinvite(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        side: Side,
+        key: &TsxKey,
+        req: &Message,
+    ) {
+        let busy = self.calls.get(&id).is_none_or(|c| {
+            c.reinvite.is_some()
+                || c.phase != Phase::Answered
+                || c.retrans.iter().any(Option::is_some)
+        });
+        if busy {
+            // §14.1: a re-INVITE while another is pending gets 491.
+            if let Some(r) = wire::response(req, 491, "Request Pending", None, &[], None) {
+                io.respond(now, key, &r);
+            }
+            return;
+        }
+        let sdp = if req.body().is_empty() {
+            None
+        } else {
+            match self.rewrite_for(id, side.other(), req) {
+                Some(s) => Some(s),
+                None => {
+                    if let Some(r) =
+                        wire::response(req, 488, "Not Acceptable Here", None, &[], None)
+                    {
+                        io.respond(now, key, &r);
+                    }
+                    return;
+                }
+            }
+        };
+        let Some(cseq) = self.send_in_dialog(io, now, id, side.other(), "INVITE", sdp.as_deref())
+        else {
+            if let Some(r) = wire::response(req, 500, "Server Internal Error", None, &[], None) {
+                io.respond(now, key, &r);
+            }
+            return;
+        };
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.reinvite = Some(ReInvite {
+                from: side,
+                server: key.clone(),
+                request: req.clone(),
+                cseq,
+            });
+        }
+    }
+
+    fn on_reinvite_response(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        status: u16,
+        resp: &Message,
+    ) {
+        if status < 200 {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(re) = call.reinvite.take() else {
+            return;
+        };
+        if (200..300).contains(&status) {
+            let sdp = if resp.body().is_empty() {
+                None
+            } else {
+                self.rewrite_for(id, re.from, resp)
+            };
+            let contact = wire::contact(self.cfg.local, "UDP");
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            // We owe the answering side an ACK once the re-INVITE's sender ACKs us.
+            call.ack_owed = Some((re.from.other(), re.cseq));
+            if let Some(ok) = wire::response(
+                &re.request,
+                200,
+                "OK",
+                None,
+                &[("Contact", &contact)],
+                sdp.as_deref().map(str::as_bytes),
+            ) {
+                io.respond(now, &re.server, &ok);
+                let peer = match re.from {
+                    Side::A => call.a.peer,
+                    Side::B => call.b.as_ref().map_or(call.a.peer, |b| b.dialog.peer),
+                };
+                let slot = match re.from {
+                    Side::A => 0,
+                    Side::B => 1,
+                };
+                call.retrans[slot] = Some(Uas2xxRetransmitter::new(
+                    now,
+                    peer,
+                    &envelope(&ok),
+                    &self.cfg.timers,
+                ));
+                self.schedule(id);
+            }
+        } else {
+            let reason = resp.reason().unwrap_or("Failed").to_owned();
+            if let Some(r) = wire::response(&re.request, status, &reason, None, &[], None) {
+                io.respond(now, &re.server, &r);
+            }
+        }
+    }
+
+    /// Rewrites the SDP of `m` (from the other side) for sending to `to`: our relay port of
+    /// `to`'s leg in `c=`/`m=`, and the sender's media address handed to the relay.
+    fn rewrite_for(&mut self, id: u64, to: Side, m: &Message) -> Option<String> {
+        if m.body().is_empty() {
+            return None;
+        }
+        let call = self.calls.get_mut(&id)?;
+        let (a_port, b_port) = call.ports?;
+        let port = match to {
+            Side::A => a_port,
+            Side::B => b_port,
+        };
+        let sdp = Sdp::parse_bytes(m.body()).ok()?;
+        let (out, info) =
+            rewrite_for_anchor(&sdp, self.cfg.media_ip, port.get(), &self.cfg.codecs).ok()?;
+        let sender = to.other();
+        self.effects.push_back(CallEffect::MediaRemote {
+            call: id,
+            leg: sender.leg(),
+            remote: remote_of(&info),
+            hold: info.direction.is_hold(),
+        });
+        Some(out.to_string())
+    }
+
+    /// Sends a request in `side`'s dialog; returns the CSeq used.
+    fn send_in_dialog(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        side: Side,
+        method: &str,
+        sdp: Option<&str>,
+    ) -> Option<u32> {
+        let local = self.cfg.local;
+        let call = self.calls.get_mut(&id)?;
+        let dialog = match side {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b.as_mut()?.dialog,
+        };
+        dialog.cseq = dialog.cseq.saturating_add(1);
+        let branch = format!("{BRANCH_PREFIX}{}", io.unique());
+        let contact = wire::contact(local, dialog.transport);
+        let spec = RequestSpec {
+            method,
+            uri: &dialog.remote_target,
+            transport: dialog.transport,
+            local,
+            branch: &branch,
+            from: &dialog.local,
+            to: &dialog.remote,
+            call_id: &dialog.call_id,
+            cseq: dialog.cseq,
+            routes: &dialog.routes,
+            max_forwards: 70,
+            contact: (method == "INVITE").then_some(contact.as_str()),
+            extra: &[],
+            sdp: sdp.map(str::as_bytes),
+        };
+        let msg = wire::request(&spec)?;
+        let key = io.send(now, &msg, dialog.peer)?;
+        let purpose = if method == "INVITE" {
+            Purpose::ReInvite
+        } else {
+            Purpose::Bye
+        };
+        let cseq = dialog.cseq;
+        self.client.insert(key, (id, purpose));
+        Some(cseq)
+    }
+
+    /// ACK for a 2xx we received on `side` (§13.2.2.4): sent statelessly, kept for resending.
+    fn send_ack(&mut self, io: &mut Io, id: u64, side: Side, cseq: u32, sdp: Option<&str>) {
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let dialog = match side {
+            Side::A => &call.a,
+            Side::B => match call.b.as_ref() {
+                Some(b) => &b.dialog,
+                None => return,
+            },
+        };
+        let branch = format!("{BRANCH_PREFIX}{}", io.unique());
+        let spec = RequestSpec {
+            method: "ACK",
+            uri: &dialog.remote_target,
+            transport: dialog.transport,
+            local,
+            branch: &branch,
+            from: &dialog.local,
+            to: &dialog.remote,
+            call_id: &dialog.call_id,
+            cseq,
+            routes: &dialog.routes,
+            max_forwards: 70,
+            contact: None,
+            extra: &[],
+            sdp: sdp.map(str::as_bytes),
+        };
+        if let Some(ack) = wire::request(&spec) {
+            let bytes: Arc<[u8]> = Arc::from(ack.to_bytes().as_ref());
+            io.send_raw(dialog.peer, bytes.clone());
+            let slot = match side {
+                Side::A => 0,
+                Side::B => 1,
+            };
+            call.last_ack[slot] = Some((cseq, bytes));
+        }
+    }
+
+    /// A response no transaction wanted: a retransmitted 2xx whose ACK was lost.
+    pub fn on_stray_response(&mut self, io: &mut Io, resp: &Message) {
+        if !resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            return;
+        }
+        let Some(&id) = self.by_b.get(resp.call_id()) else {
+            return;
+        };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let peer = call.b.as_ref().map(|b| b.dialog.peer);
+        if let (Some((cseq, bytes)), Some(peer)) = (&call.last_ack[1], peer) {
+            if *cseq == resp.cseq() {
+                io.send_raw(peer, bytes.clone());
+            }
+        }
+    }
+
+    /// Sends BYE on `side` if that leg is established, and drops the leg.
+    fn bye(&mut self, io: &mut Io, now: Instant, id: u64, side: Side) {
+        let established = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.dialog(side).is_some());
+        match side {
+            Side::A => {
+                let answered_a = self.calls.get(&id).is_some_and(|c| {
+                    c.a_tsx.is_none() && matches!(c.phase, Phase::Answered | Phase::Announcing)
+                });
+                if established && answered_a {
+                    self.send_in_dialog(io, now, id, Side::A, "BYE", None);
+                }
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.phase = Phase::Ending;
+                    c.retrans[0] = None;
+                }
+            }
+            Side::B => {
+                if established {
+                    self.send_in_dialog(io, now, id, Side::B, "BYE", None);
+                }
+                self.hang_up_leg(io, now, id, Side::B);
+            }
+        }
+        self.stop_media(id);
+    }
+
+    /// Forgets leg `side` after a BYE from it (or to it).
+    fn hang_up_leg(&mut self, _io: &mut Io, now: Instant, id: u64, side: Side) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match side {
+            Side::A => {
+                call.phase = Phase::Ending;
+                call.retrans[0] = None;
+            }
+            Side::B => {
+                call.retrans[1] = None;
+                if let Some(b) = call.b.take() {
+                    self.by_b.remove(&b.dialog.call_id);
+                    self.release_seat(now, b.seat_id, id);
+                }
+            }
+        }
+    }
+
+    fn release_seat(&mut self, now: Instant, seat: i64, id: u64) {
+        if self.busy.get(&seat) == Some(&id) {
+            self.busy.remove(&seat);
+            self.idle_since.insert(seat, now);
+        }
+    }
+
+    fn stop_media(&mut self, id: u64) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            if let Some(p) = call.ports.take() {
+                self.releasing.insert(id, p);
+                self.effects.push_back(CallEffect::MediaStop { call: id });
+            }
+        }
+    }
+
+    /// Records the outcome once (the first decided outcome wins).
+    fn finish(&mut self, id: u64, fallback: &'static str) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.finished {
+            return;
+        }
+        call.finished = true;
+        let outcome = call.outcome.unwrap_or(fallback);
+        call.outcome = Some(outcome);
+        if let Some(row) = call.row {
+            self.effects.push_back(CallEffect::Finished {
+                call: id,
+                row,
+                outcome,
+                seat_id: call.seat_answered,
+            });
+        }
+    }
+
+    /// Drops the call once leg A has its final answer and leg B is gone.
+    fn remove_if_done(&mut self, id: u64) {
+        let done = self.calls.get(&id).is_some_and(|c| {
+            c.a_tsx.is_none()
+                && c.b.is_none()
+                && c.phase == Phase::Ending
+                && c.retrans.iter().all(Option::is_none)
+        });
+        if !done {
+            return;
+        }
+        self.finish(id, "failed");
+        self.stop_media(id);
+        if let Some(call) = self.calls.remove(&id) {
+            self.by_a.remove(&call.a_key);
+            if let Some(k) = call.a_tsx {
+                self.server_invites.remove(&k);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ media, timers
+
+    pub fn handle_media(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        notice: MediaNotice,
+        seats: &dyn SeatLocator,
+    ) {
+        if notice == MediaNotice::Stopped {
+            if let Some((a, b)) = self.releasing.remove(&id) {
+                let _ = self.ports.release(a);
+                let _ = self.ports.release(b);
+            }
+            return;
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let _ = seats;
+        match notice {
+            MediaNotice::PlayFinished if call.phase == Phase::Announcing => {
+                self.bye(io, now, id, Side::A);
+                self.finish(id, "failed");
+            }
+            MediaNotice::Timeout | MediaNotice::Failed => {
+                let unanswered = call.a_tsx.is_some();
+                if unanswered {
+                    self.fail_a(io, now, id, 500, "Server Internal Error", &[]);
+                    self.cancel_b(io, now, id);
+                    self.finish(id, "failed");
+                } else {
+                    self.bye(io, now, id, Side::B);
+                    self.bye(io, now, id, Side::A);
+                    self.finish(id, "answered");
+                }
+            }
+            MediaNotice::FaxTone => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.outcome = Some("fax");
+                }
+                if self.calls.get(&id).is_some_and(|c| c.a_tsx.is_some()) {
+                    self.cancel_b(io, now, id);
+                    self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+                } else {
+                    self.bye(io, now, id, Side::B);
+                    self.bye(io, now, id, Side::A);
+                }
+                self.finish(id, "fax");
+            }
+            _ => {}
+        }
+        self.remove_if_done(id);
+    }
+
+    fn schedule(&mut self, id: u64) {
+        if let Some(d) = self.calls.get(&id).and_then(Call::next_deadline) {
+            self.deadlines.push(Reverse((d, id)));
+        }
+        if self.deadlines.len() > 4 * self.calls.len() + 64 {
+            let live: Vec<_> = self
+                .calls
+                .iter()
+                .filter_map(|(id, c)| c.next_deadline().map(|d| Reverse((d, *id))))
+                .collect();
+            self.deadlines = live.into();
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.peek().map(|Reverse((d, _))| *d)
+    }
+
+    pub fn handle_timeout(&mut self, io: &mut Io, now: Instant, seats: &dyn SeatLocator) {
+        let mut due = Vec::new();
+        while let Some(Reverse((d, id))) = self.deadlines.peek().copied() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop();
+            if !due.contains(&id) {
+                due.push(id);
+            }
+        }
+        for id in due {
+            self.timeout_call(io, now, id, seats);
+            self.schedule(id);
+        }
+    }
+
+    fn timeout_call(&mut self, io: &mut Io, now: Instant, id: u64, seats: &dyn SeatLocator) {
+        let _ = seats;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut gave_up = false;
+        for slot in 0..2 {
+            if let Some(r) = call.retrans[slot].as_mut() {
+                r.handle_timeout(now);
+                while let Some(t) = r.poll_transmit() {
+                    io.send_raw(t.to, t.bytes);
+                }
+                if r.poll_event() == Some(Uas2xxEvent::GaveUp) || r.state() == Uas2xxState::GaveUp {
+                    call.retrans[slot] = None;
+                    gave_up = true;
+                }
+            }
+        }
+        if gave_up {
+            // §13.3.1.4: no ACK for our 2xx: confirm and end the session on both legs.
+            if let Some((side, cseq)) = call.ack_owed.take() {
+                self.send_ack(io, id, side, cseq, None);
+            }
+            self.bye(io, now, id, Side::B);
+            self.bye(io, now, id, Side::A);
+            self.finish(id, "failed");
+            return self.remove_if_done(id);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.ring_deadline.is_some_and(|d| d <= now) {
+            call.ring_deadline = None;
+            call.ring_timed_out = true;
+            // No answer in time: cancel this seat; its 487 moves the call on (see
+            // `on_b_invite_response`).
+            self.cancel_b(io, now, id);
+        }
+    }
+}
+
+/// The `Allow` we put on dialog-creating messages.
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+
+fn local_tag(value: &str) -> &str {
+    value.rsplit_once(";tag=").map_or("", |(_, t)| t)
+}
+
+fn remote_of(info: &MediaInfo) -> Remote {
+    Remote {
+        rtp: info.remote,
+        rtcp: info.remote_rtcp,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,782 @@
+//! Call flows through the whole sans-IO endpoint with fake time: the carrier and the seats
+//! are scripted here, every message we emit is parsed back and checked.
+
+use super::*;
+use crate::config::profiles::{NumberFormat, Transport};
+use crate::sip::endpoint::{Endpoint, Outbound};
+use crate::sip::message::parse_datagram;
+use crate::sip::transaction::LayerConfig;
+
+const CARRIER: &str = "192.0.2.10:5060";
+const SEAT1: &str = "198.51.100.5:5062";
+const SEAT2: &str = "198.51.100.6:5062";
+const LOCAL: &str = "192.0.2.1:5060";
+
+const OFFER: &str = "v=0\r\no=carrier 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n\
+    t=0 0\r\nm=audio 20000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+    a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n";
+const SEAT_ANSWER: &str = "v=0\r\no=seat 7 7 IN IP4 198.51.100.5\r\ns=-\r\n\
+    c=IN IP4 198.51.100.5\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+    a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn seat(id: i64, name: &str, at: &str) -> SeatTarget {
+    SeatTarget {
+        seat_id: id,
+        seat: name.into(),
+        contact_uri: format!("sip:{name}@{at}"),
+        dest: Destination::Udp(addr(at)),
+    }
+}
+
+struct H {
+    ep: Endpoint,
+    now: Instant,
+    effects: Vec<CallEffect>,
+}
+
+impl H {
+    fn new(seats: Vec<SeatTarget>) -> H {
+        let cfg = B2buaConfig {
+            local: addr(LOCAL),
+            media_ip: "192.0.2.1".parse().unwrap(),
+            rtp_port_min: 40000,
+            rtp_port_max: 40099,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            ring_timeout: Duration::from_secs(20),
+            trunks: vec![Trunk {
+                name: "carrier-a".into(),
+                sources: vec!["192.0.2.0/24".parse().unwrap()],
+                number_format: NumberFormat::National,
+                transports: vec![Transport::Udp],
+                codecs: vec!["PCMU".into()],
+            }],
+            seat_domain: "smartdesk".into(),
+            max_calls: 100,
+            timers: TimerConfig::default(),
+        };
+        let mut ep = Endpoint::new(LayerConfig::default(), 7)
+            .unwrap()
+            .with_b2bua(B2bua::new(cfg).unwrap());
+        ep.set_seat_targets(seats);
+        H {
+            ep,
+            now: Instant::now(),
+            effects: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) -> Vec<(SocketAddr, Message)> {
+        while let Some(e) = self.ep.poll_call_effect() {
+            self.effects.push(e);
+        }
+        std::iter::from_fn(|| self.ep.poll_transmit())
+            .map(|Outbound { to, bytes }| {
+                let Destination::Udp(a) = to else {
+                    panic!("udp only here")
+                };
+                (a, parse_datagram(&bytes).expect("we send valid SIP"))
+            })
+            .collect()
+    }
+
+    fn feed(&mut self, from: &str, text: &str) -> Vec<(SocketAddr, Message)> {
+        self.ep
+            .handle_datagram(self.now, addr(from), text.as_bytes());
+        self.drain()
+    }
+
+    fn feed_msg(&mut self, from: &str, m: &Message) -> Vec<(SocketAddr, Message)> {
+        let bytes = m.to_bytes();
+        self.ep.handle_datagram(self.now, addr(from), &bytes);
+        self.drain()
+    }
+
+    fn admit(&mut self, call: u64, a: Admission) -> Vec<(SocketAddr, Message)> {
+        self.ep.handle_admission(self.now, call, a);
+        self.drain()
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<(SocketAddr, Message)> {
+        let until = self.now + d;
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            match self.ep.poll_timeout() {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.ep.handle_timeout(self.now);
+                    out.extend(self.drain());
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+        out
+    }
+
+    fn take_effects(&mut self) -> Vec<CallEffect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    fn calls(&self) -> usize {
+        self.ep.b2bua().unwrap().stats().calls
+    }
+}
+
+fn invite(call_id: &str, branch: &str, extra: &str, body: &str) -> String {
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "INVITE sip:0312345678@192.0.2.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{branch};rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:0312345678@192.0.2.1>\r\n\
+         From: \"Caller\" <sip:0901234567@192.0.2.10>;tag=c1\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:0901234567@192.0.2.10:5060>\r\n{extra}{ct}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A request from the carrier inside the call's dialog.
+fn carrier_in_dialog(method: &str, call_id: &str, to_tag: &str, cseq: u32, body: &str) -> String {
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "{method} sip:smartdesk@192.0.2.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{method}{cseq}\r\n\
+         Max-Forwards: 70\r\nTo: <sip:0312345678@192.0.2.1>;tag={to_tag}\r\n\
+         From: \"Caller\" <sip:0901234567@192.0.2.10>;tag=c1\r\nCall-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn route(row: i64) -> Admission {
+    Admission::Route {
+        row,
+        contractor_id: 3,
+        name: "株式会社ABC".into(),
+        greeting: "お電話ありがとうございます、株式会社ABCでございます".into(),
+    }
+}
+
+fn statuses(out: &[(SocketAddr, Message)]) -> Vec<u16> {
+    out.iter().filter_map(|(_, m)| m.status()).collect()
+}
+
+fn only<'a>(out: &'a [(SocketAddr, Message)], to: &str) -> Vec<&'a Message> {
+    out.iter()
+        .filter(|(a, _)| *a == addr(to))
+        .map(|(_, m)| m)
+        .collect()
+}
+
+fn seat_reply(inv: &Message, code: u16, tag: &str, sdp: Option<&str>) -> Message {
+    let contact = format!("<sip:op@{SEAT1}>");
+    wire::response(
+        inv,
+        code,
+        crate::sip::message::reason_phrase(code),
+        Some(tag),
+        &[("Contact", &contact)],
+        sdp.map(str::as_bytes),
+    )
+    .unwrap()
+}
+
+/// Carrier INVITE → admitted → the seat's INVITE; returns it.
+fn ring(h: &mut H, call_id: &str) -> Message {
+    let out = h.feed(CARRIER, &invite(call_id, "1", "", OFFER));
+    assert_eq!(statuses(&out), [100], "only 100 before the row is written");
+    let admit = h.take_effects();
+    let [CallEffect::Admit { call, request }] = admit.as_slice() else {
+        panic!("{admit:?}")
+    };
+    assert_eq!(request.number.as_str(), "+81312345678");
+    assert_eq!(request.caller.as_deref(), Some("+81901234567"));
+    let out = h.admit(*call, route(11));
+    let invites = only(&out, SEAT1);
+    assert_eq!(invites.len(), 1, "{out:?}");
+    invites[0].clone()
+}
+
+#[test]
+fn answered_call_end_to_end_with_bye_from_the_carrier() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "call-1");
+    // What the operator's softphone sees.
+    assert_eq!(inv.method(), Some(&SipMethod::Invite));
+    let display = inv.from().display.clone().unwrap();
+    assert_eq!(display.trim_matches('"'), "【株式会社ABC】0901234567");
+    assert_eq!(inv.header("X-Smartdesk-Contractor"), Some("3"));
+    assert!(inv
+        .header("X-Smartdesk-Greeting")
+        .unwrap()
+        .starts_with("お電話"));
+    assert_eq!(inv.header("X-Smartdesk-Call"), Some("11"));
+    assert_eq!(inv.max_forwards(), Some(69));
+    let body = std::str::from_utf8(inv.body()).unwrap();
+    assert!(body.contains("c=IN IP4 192.0.2.1"), "{body}");
+    let fx = h.take_effects();
+    let Some(CallEffect::MediaStart { a, b_port, .. }) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    assert!(body.contains(&format!("m=audio {b_port} RTP/AVP")));
+    assert_eq!(a.rtp, Some(addr("192.0.2.10:20000")));
+
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    assert_eq!(
+        statuses(
+            &only(&out, CARRIER)
+                .into_iter()
+                .cloned()
+                .map(|m| (addr(CARRIER), m))
+                .collect::<Vec<_>>()
+        ),
+        [180]
+    );
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let to_carrier = only(&out, CARRIER);
+    assert_eq!(to_carrier.len(), 1);
+    let ok = to_carrier[0];
+    assert_eq!(ok.status(), Some(200));
+    let our_tag = ok.to_tag().unwrap().to_owned();
+    let answer = std::str::from_utf8(ok.body()).unwrap();
+    assert!(answer.contains("c=IN IP4 192.0.2.1") && !answer.contains("198.51.100.5"));
+    assert!(ok.header("Contact").is_some());
+    let fx = h.take_effects();
+    assert!(fx.contains(&CallEffect::Answered {
+        call: 0,
+        row: 11,
+        seat_id: 1
+    }));
+    assert!(fx.iter().any(|e| matches!(e, CallEffect::MediaRemote { leg: Leg::B, remote, .. } if remote.rtp == Some(addr("198.51.100.5:30000")))));
+    // The seat's ACK waits for the carrier's (end-to-end ACK).
+    assert!(only(&out, SEAT1).is_empty());
+    let out = h.feed(
+        CARRIER,
+        &carrier_in_dialog("ACK", "call-1", &our_tag, 1, ""),
+    );
+    let acks = only(&out, SEAT1);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].method(), Some(&SipMethod::Ack));
+    assert_eq!(acks[0].to_tag(), Some("s1"));
+    assert_eq!(
+        acks[0].request_uri(),
+        Some(format!("sip:op@{SEAT1}").as_str())
+    );
+
+    // Carrier hangs up.
+    let out = h.feed(
+        CARRIER,
+        &carrier_in_dialog("BYE", "call-1", &our_tag, 2, ""),
+    );
+    assert_eq!(statuses(&out), [200]);
+    let byes = only(&out, SEAT1);
+    assert_eq!(byes[0].method(), Some(&SipMethod::Bye));
+    let fx = h.take_effects();
+    assert!(fx.contains(&CallEffect::Finished {
+        call: 0,
+        row: 11,
+        outcome: "answered",
+        seat_id: Some(1)
+    }));
+    assert!(fx.contains(&CallEffect::MediaStop { call: 0 }));
+    assert_eq!(h.calls(), 0);
+    let bye_ok = wire::response(byes[0], 200, "OK", None, &[], None).unwrap();
+    assert!(h.feed_msg(SEAT1, &bye_ok).is_empty());
+    // Ports come back when the relay has closed them.
+    h.ep.handle_media(h.now, 0, MediaNotice::Stopped);
+    // Everything drains: no timer left after the transactions end.
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.ep.transactions(), 0);
+}
+
+#[test]
+fn bye_from_the_seat_ends_the_carrier_leg() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "call-2");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "call-2", &tag, 1, ""));
+    h.take_effects();
+    let bye = format!(
+        "BYE sip:smartdesk@192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SEAT1};branch=z9hG4bKsb1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:op1@smartdesk>;tag=s1\r\nTo: {};\r\nCall-ID: {}\r\n\
+         CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        inv.header("From").unwrap(),
+        inv.call_id()
+    )
+    .replace(";\r\nCall-ID", "\r\nCall-ID");
+    let out = h.feed(SEAT1, &bye);
+    assert_eq!(
+        statuses(
+            &only(&out, SEAT1)
+                .into_iter()
+                .map(|m| (addr(SEAT1), m.clone()))
+                .collect::<Vec<_>>()
+        ),
+        [200]
+    );
+    let to_carrier = only(&out, CARRIER);
+    assert_eq!(to_carrier[0].method(), Some(&SipMethod::Bye));
+    assert_eq!(to_carrier[0].to_tag(), Some("c1"));
+    assert_eq!(to_carrier[0].from_tag(), Some(tag.as_str()));
+    assert_eq!(
+        to_carrier[0].request_uri(),
+        Some("sip:0901234567@192.0.2.10:5060")
+    );
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Finished {
+            outcome: "answered",
+            ..
+        }
+    )));
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn trunk_acl_refuses_strangers_without_counting() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let out = h.feed("203.0.113.7:5060", &invite("x", "1", "", OFFER));
+    assert_eq!(statuses(&out), [403]);
+    assert!(h.take_effects().is_empty(), "not counted");
+    assert_eq!(h.ep.b2bua().unwrap().stats().refused_acl, 1);
+}
+
+#[test]
+fn unassigned_number_is_404_and_ledger_failure_is_503() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.feed(CARRIER, &invite("u1", "1", "", OFFER));
+    let out = h.admit(
+        0,
+        Admission::Reject {
+            row: None,
+            status: 404,
+            outcome: None,
+        },
+    );
+    assert_eq!(statuses(&out), [404]);
+    assert!(!h
+        .take_effects()
+        .iter()
+        .any(|e| matches!(e, CallEffect::Finished { .. })));
+    h.feed(CARRIER, &invite("u2", "2", "", OFFER));
+    h.take_effects();
+    let out = h.admit(1, Admission::Unavailable);
+    assert_eq!(statuses(&out), [503]);
+    assert_eq!(out[0].1.header("Retry-After"), Some("5"));
+    assert_eq!(h.calls(), 0);
+    // The 404 is retransmitted until ACKed (§17.2.1), then the layer ACKs it away.
+    let out = h.advance(Duration::from_millis(600));
+    assert!(statuses(&out).contains(&404));
+}
+
+#[test]
+fn number_that_is_not_japanese_is_404_before_admission() {
+    let mut h = H::new(vec![]);
+    let out = h.feed(
+        CARRIER,
+        &invite("n1", "1", "", OFFER).replace("sip:0312345678@", "sip:hello@"),
+    );
+    assert_eq!(statuses(&out), [404]);
+    assert!(h.take_effects().is_empty());
+}
+
+#[test]
+fn retransmitted_invite_is_one_call_and_a_resent_one_is_merged() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.feed(CARRIER, &invite("r1", "1", "", OFFER));
+    let out = h.feed(CARRIER, &invite("r1", "1", "", OFFER));
+    assert_eq!(statuses(&out), [100], "retransmission absorbed, 100 resent");
+    let out = h.feed(CARRIER, &invite("r1", "2", "", OFFER));
+    assert_eq!(
+        statuses(&out),
+        [482],
+        "same call on a new branch: merged request"
+    );
+    let admits = h
+        .take_effects()
+        .into_iter()
+        .filter(|e| matches!(e, CallEffect::Admit { .. }))
+        .count();
+    assert_eq!(admits, 1);
+}
+
+#[test]
+fn withheld_caller_and_asserted_identity() {
+    let mut h = H::new(vec![]);
+    h.feed(
+        CARRIER,
+        &invite(
+            "p1",
+            "1",
+            "P-Asserted-Identity: <sip:+81312340000@carrier>\r\n",
+            OFFER,
+        ),
+    );
+    h.feed(
+        CARRIER,
+        &invite(
+            "p2",
+            "2",
+            "P-Asserted-Identity: <sip:+81312340000@carrier>\r\nPrivacy: id\r\n",
+            OFFER,
+        ),
+    );
+    h.feed(
+        CARRIER,
+        &invite("p3", "3", "", OFFER).replace(
+            "\"Caller\" <sip:0901234567@192.0.2.10>",
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>",
+        ),
+    );
+    let reqs: Vec<AdmitRequest> = h
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            CallEffect::Admit { request, .. } => Some(request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reqs[0].caller.as_deref(), Some("+81312340000"));
+    assert!(!reqs[0].withheld);
+    assert_eq!(reqs[1].caller, None, "never the asserted number");
+    assert!(reqs[1].withheld);
+    assert!(reqs[2].withheld && reqs[2].caller.is_none());
+    // The seat sees 非通知.
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.feed(CARRIER, &invite("p4", "4", "Privacy: id\r\n", OFFER));
+    let out = h.admit(0, route(1));
+    let inv = only(&out, SEAT1)[0];
+    assert!(inv
+        .from()
+        .display
+        .as_deref()
+        .unwrap()
+        .contains("【株式会社ABC】非通知"));
+    assert!(inv.from().uri.starts_with("sip:anonymous@"));
+}
+
+#[test]
+fn cancel_while_ringing_cancels_the_seat_and_counts_abandoned() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "c1");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    h.take_effects();
+    let cancel = "CANCEL sip:0312345678@192.0.2.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1;rport\r\n\
+         Max-Forwards: 70\r\nTo: <sip:0312345678@192.0.2.1>\r\n\
+         From: \"Caller\" <sip:0901234567@192.0.2.10>;tag=c1\r\nCall-ID: c1\r\n\
+         CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    let out = h.feed(CARRIER, cancel);
+    let mut st = statuses(&out);
+    st.sort();
+    assert_eq!(st, [200, 487]);
+    let to_seat = only(&out, SEAT1);
+    assert_eq!(to_seat[0].method(), Some(&SipMethod::Cancel));
+    assert_eq!(to_seat[0].top_via().branch(), inv.top_via().branch());
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Finished {
+            outcome: "abandoned",
+            row: 11,
+            ..
+        }
+    )));
+    // The seat confirms: 200 to the CANCEL, 487 to the INVITE, which the layer ACKs.
+    let cancel_ok = wire::response(to_seat[0], 200, "OK", Some("s1"), &[], None).unwrap();
+    h.feed_msg(SEAT1, &cancel_ok);
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 487, "s1", None));
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Ack));
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn cancel_before_the_seat_rings_waits_for_its_provisional() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "c2");
+    let cancel = invite("c2", "1", "", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let out = h.feed(CARRIER, &cancel);
+    assert!(
+        only(&out, SEAT1).is_empty(),
+        "no CANCEL before a provisional (§9.1)"
+    );
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Cancel));
+    assert!(
+        only(&out, CARRIER).is_empty(),
+        "no 180 relayed after the caller left"
+    );
+}
+
+#[test]
+fn answer_racing_the_cancel_is_acked_and_hung_up() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "c3");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    let cancel = invite("c3", "1", "", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    h.feed(CARRIER, &cancel);
+    // The seat answered before our CANCEL reached it.
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let methods: Vec<_> = only(&out, SEAT1)
+        .iter()
+        .filter_map(|m| m.method().cloned())
+        .collect();
+    assert_eq!(methods, [SipMethod::Ack, SipMethod::Bye]);
+    assert!(
+        only(&out, CARRIER).is_empty(),
+        "the caller already has its 487"
+    );
+    assert_eq!(h.calls(), 0);
+    let fx = h.take_effects();
+    let finished: Vec<_> = fx
+        .iter()
+        .filter(|e| matches!(e, CallEffect::Finished { .. }))
+        .collect();
+    assert_eq!(finished.len(), 1, "{fx:?}");
+}
+
+#[test]
+fn no_free_seat_is_a_clean_480_overflow() {
+    let mut h = H::new(vec![]);
+    h.feed(CARRIER, &invite("o1", "1", "", OFFER));
+    let out = h.admit(0, route(5));
+    assert_eq!(statuses(&out), [480]);
+    assert!(h.take_effects().contains(&CallEffect::Finished {
+        call: 0,
+        row: 5,
+        outcome: "overflow",
+        seat_id: None
+    }));
+}
+
+#[test]
+fn busy_seat_moves_the_call_to_the_next_and_a_seat_takes_one_call_at_a_time() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1), seat(2, "op2", SEAT2)]);
+    let inv = ring(&mut h, "b1");
+    // A second call while op1 rings goes to op2.
+    h.feed(CARRIER, &invite("b2", "2", "", OFFER));
+    let out = h.admit(1, route(12));
+    assert_eq!(only(&out, SEAT2).len(), 1, "never two offers to one seat");
+    // op1 is busy: the first call cannot go anywhere else now (op2 ringing) → 480.
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 486, "s1", None));
+    assert!(statuses(&out).contains(&480), "{out:?}");
+}
+
+#[test]
+fn seat_decline_tries_the_other_seat() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1), seat(2, "op2", SEAT2)]);
+    let inv = ring(&mut h, "d1");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 603, "s1", None));
+    assert_eq!(only(&out, SEAT2).len(), 1);
+    assert_eq!(only(&out, SEAT2)[0].method(), Some(&SipMethod::Invite));
+}
+
+#[test]
+fn ring_timeout_cancels_and_moves_on() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1), seat(2, "op2", SEAT2)]);
+    let inv = ring(&mut h, "t1");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    let out = h.advance(Duration::from_secs(21));
+    let cancels: Vec<_> = only(&out, SEAT1)
+        .into_iter()
+        .filter(|m| m.method() == Some(&SipMethod::Cancel))
+        .collect();
+    assert!(!cancels.is_empty());
+    assert!(
+        cancels
+            .iter()
+            .all(|c| c.top_via().branch() == inv.top_via().branch()),
+        "one CANCEL transaction (retransmitted until answered)"
+    );
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 487, "s1", None));
+    assert_eq!(only(&out, SEAT2)[0].method(), Some(&SipMethod::Invite));
+}
+
+#[test]
+fn unresponsive_seat_times_out_and_caller_gets_480() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    ring(&mut h, "t2");
+    // No response at all: Timer B (64·T1) ends the attempt.
+    let out = h.advance(Duration::from_secs(40));
+    assert!(statuses(&out).contains(&480), "{:?}", statuses(&out));
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Finished {
+            outcome: "overflow",
+            ..
+        }
+    )));
+}
+
+#[test]
+fn reinvite_hold_passes_through_with_rewritten_sdp() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "h1");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "h1", &tag, 1, ""));
+    h.take_effects();
+    let hold = OFFER
+        .replace("a=sendrecv", "a=sendonly")
+        .replace("o=carrier 1 1", "o=carrier 1 2");
+    let out = h.feed(CARRIER, &carrier_in_dialog("INVITE", "h1", &tag, 2, &hold));
+    let re = only(&out, SEAT1)
+        .into_iter()
+        .find(|m| m.method() == Some(&SipMethod::Invite))
+        .expect("forwarded")
+        .clone();
+    assert_eq!(re.to_tag(), Some("s1"));
+    let body = std::str::from_utf8(re.body()).unwrap();
+    assert!(body.contains("a=sendonly") && body.contains("192.0.2.1"));
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::MediaRemote {
+            leg: Leg::A,
+            hold: true,
+            ..
+        }
+    )));
+    let held = SEAT_ANSWER.replace("a=sendrecv", "a=recvonly");
+    let out = h.feed_msg(SEAT1, &seat_reply(&re, 200, "s1", Some(&held)));
+    let ok = only(&out, CARRIER)[0].clone();
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(ok.cseq(), 2);
+    assert!(std::str::from_utf8(ok.body())
+        .unwrap()
+        .contains("a=recvonly"));
+    let out = h.feed(CARRIER, &carrier_in_dialog("ACK", "h1", &tag, 2, ""));
+    let ack = only(&out, SEAT1)[0];
+    assert_eq!(ack.method(), Some(&SipMethod::Ack));
+    assert_eq!(ack.cseq(), re.cseq());
+    // A second re-INVITE while none is pending is fine; glare gets 491.
+    let out = h.feed(CARRIER, &carrier_in_dialog("INVITE", "h1", &tag, 3, OFFER));
+    assert_eq!(only(&out, SEAT1).len(), 1);
+    let out = h.feed(CARRIER, &carrier_in_dialog("INVITE", "h1", &tag, 4, OFFER));
+    assert!(statuses(&out).contains(&491));
+}
+
+#[test]
+fn lost_ack_makes_us_retransmit_the_200_and_lost_200_is_reacked() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "l1");
+    let seat_ok = seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER));
+    let out = h.feed_msg(SEAT1, &seat_ok);
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    // The carrier's ACK is lost: our 200 goes again at T1, 2T1...
+    let out = h.advance(Duration::from_millis(1600));
+    let again = only(&out, CARRIER)
+        .into_iter()
+        .filter(|m| m.status() == Some(200))
+        .count();
+    assert!(again >= 2, "{again}");
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "l1", &tag, 1, ""));
+    let out = h.advance(Duration::from_secs(5));
+    assert!(only(&out, CARRIER).is_empty(), "ACK stops retransmission");
+    // The seat did not get our ACK and resends its 200: we ACK again.
+    let out = h.feed_msg(SEAT1, &seat_ok);
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Ack));
+}
+
+#[test]
+fn no_ack_at_all_ends_both_legs() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "l2");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let out = h.advance(Duration::from_secs(33));
+    let seat_methods: Vec<_> = only(&out, SEAT1)
+        .iter()
+        .filter_map(|m| m.method().cloned())
+        .collect();
+    assert!(seat_methods.contains(&SipMethod::Ack) && seat_methods.contains(&SipMethod::Bye));
+    assert!(only(&out, CARRIER)
+        .iter()
+        .any(|m| m.method() == Some(&SipMethod::Bye)));
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn media_timeout_hangs_up_both_sides() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "m1");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "m1", &tag, 1, ""));
+    h.ep.handle_media(h.now, 0, MediaNotice::Timeout);
+    let out = h.drain();
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Bye));
+    assert_eq!(only(&out, CARRIER)[0].method(), Some(&SipMethod::Bye));
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn announcement_answers_plays_and_hangs_up() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.feed(CARRIER, &invite("a1", "1", "", OFFER));
+    h.take_effects();
+    let out = h.admit(
+        0,
+        Admission::Announce {
+            row: 9,
+            prompt: Prompt::OutOfHours,
+            outcome: "out_of_hours",
+        },
+    );
+    assert_eq!(statuses(&out), [200]);
+    let tag = out[0].1.to_tag().unwrap().to_owned();
+    let fx = h.take_effects();
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        CallEffect::MediaPlay {
+            leg: Leg::A,
+            prompt: Prompt::OutOfHours,
+            ..
+        }
+    )));
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "a1", &tag, 1, ""));
+    h.ep.handle_media(h.now, 0, MediaNotice::PlayFinished);
+    let out = h.drain();
+    assert_eq!(out[0].1.method(), Some(&SipMethod::Bye));
+    assert!(h.take_effects().contains(&CallEffect::Finished {
+        call: 0,
+        row: 9,
+        outcome: "out_of_hours",
+        seat_id: None
+    }));
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn loop_and_max_forwards() {
+    let mut h = H::new(vec![]);
+    let looped = invite("lp", "1", "", OFFER).replace(
+        "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1;rport\r\n",
+        "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1;rport\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-sdabc\r\n",
+    );
+    assert_eq!(statuses(&h.feed(CARRIER, &looped)), [482]);
+    let hops = invite("mf", "2", "", OFFER).replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(statuses(&h.feed(CARRIER, &hops)), [483]);
+}
+
+#[test]
+fn in_dialog_request_for_unknown_dialog_is_481() {
+    let mut h = H::new(vec![]);
+    let out = h.feed(CARRIER, &carrier_in_dialog("BYE", "nope", "x", 2, ""));
+    assert_eq!(statuses(&out), [481]);
+}

@@ -150,7 +150,7 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
             }
         })
     });
-    let sip = tokio::spawn(sip::run(udp, tcp));
+    let sip = tokio::spawn(sip::run(d.clone(), udp, tcp));
     shutdown_signal().await;
     tracing::info!("shutting down");
     notify::notify("STOPPING=1");

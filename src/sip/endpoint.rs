@@ -11,8 +11,12 @@
 //! ```
 //!
 //! The TU answers every request at once: capability checks ([`uas_precheck`]), OPTIONS with
-//! our capabilities, and a fixed refusal for REGISTER and INVITE until the registrar and the
-//! B2BUA call path take over those methods.
+//! our capabilities, REGISTER through the seat registrar ([`SeatRegistry`]), and a fixed
+//! refusal for INVITE until the B2BUA call path takes it over.
+//!
+//! The registrar works in unix seconds (bindings outlive the process); the edge supplies the
+//! mapping from `Instant` once with [`Endpoint::set_unix_base`], so the core still reads no
+//! clock. Its ledger writes come out of [`Endpoint::poll_registry_effect`].
 //!
 //! Responses go back to the address and port the request came from, whether or not the Via
 //! asks for `rport` (symmetric response routing, as Asterisk's default `force_rport` and
@@ -24,6 +28,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::seats::{RegistryEffect, SeatRegistry};
 
 use super::message::{
     parse_datagram, stateless_error_response, uas_precheck, Frame, Message, MessageError,
@@ -275,6 +281,12 @@ pub struct Endpoint {
     logs: [LogBudget; 3],
     tag_seed: u64,
     tag_counter: u64,
+    /// Seat REGISTERs and bindings (the registrar TU).
+    registry: SeatRegistry,
+    /// `(instant, unix time at that instant)`, from the edge.
+    unix_base: Option<(Instant, Duration)>,
+    /// Source address of the message being handled (stream peers' [`PeerId`]s do not carry it).
+    inbound_src: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -287,15 +299,50 @@ impl std::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// `tag_seed` comes from the edge's randomness: To tags must be globally unique
-    /// (RFC 3261 §19.3) and this core has no random source of its own.
-    pub fn new(config: LayerConfig, tag_seed: u64) -> Result<Endpoint, EndpointError> {
+    /// (RFC 3261 §19.3) and this core has no random source of its own. REGISTERs are answered
+    /// 500 until [`Self::set_unix_base`] has been called.
+    pub fn new(
+        config: LayerConfig,
+        tag_seed: u64,
+        registry: SeatRegistry,
+    ) -> Result<Endpoint, EndpointError> {
         Ok(Endpoint {
             layer: TransactionLayer::new(config, Box::new(MessageWire))?,
             peers: PeerTable::default(),
             logs: [LogBudget::default(); 3],
             tag_seed,
             tag_counter: 0,
+            registry,
+            unix_base: None,
+            inbound_src: None,
         })
+    }
+
+    /// Ties the monotonic clock to wall time: at `at` it was `unix` since the epoch. The edge
+    /// calls it at start and may call it again to follow wall-clock adjustments.
+    pub fn set_unix_base(&mut self, at: Instant, unix: Duration) {
+        self.unix_base = Some((at, unix));
+    }
+
+    /// Wall time at `now` in unix seconds, once the edge has set the base.
+    pub fn unix_now(&self, now: Instant) -> Option<u64> {
+        let (at, unix) = self.unix_base?;
+        Some((unix + now.saturating_duration_since(at)).as_secs())
+    }
+
+    /// The seat registrar, for the call path (`contacts`, `registered_seats`).
+    pub fn registry(&self) -> &SeatRegistry {
+        &self.registry
+    }
+
+    /// The seat registrar, for the edge (`set_credentials`, `restore`, `connection_closed`).
+    pub fn registry_mut(&mut self) -> &mut SeatRegistry {
+        &mut self.registry
+    }
+
+    /// The next ledger write of the registrar; drain after every `handle_*` call.
+    pub fn poll_registry_effect(&mut self) -> Option<RegistryEffect> {
+        self.registry.poll_effect()
     }
 
     /// One UDP datagram from `src` (RFC 3261 §18.3: one datagram, one message).
@@ -333,6 +380,9 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.layer.handle_timeout(now);
         self.drain_events(now, None);
+        if let Some(unix) = self.unix_now(now) {
+            self.registry.handle_timeout(unix);
+        }
     }
 
     /// The next message to send; drain until `None` after every `handle_*` call.
@@ -350,7 +400,16 @@ impl Endpoint {
 
     /// When [`Self::handle_timeout`] must next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.layer.poll_timeout()
+        let layer = self.layer.poll_timeout();
+        // A binding expiring at unix second D is due at the instant unix_now() reaches D.
+        let registry = self.unix_base.and_then(|(at, unix)| {
+            let due = Duration::from_secs(self.registry.poll_timeout()?);
+            Some(at + due.saturating_sub(unix))
+        });
+        match (layer, registry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Live transactions, for status and tests.
@@ -374,9 +433,11 @@ impl Endpoint {
         } else {
             m
         };
+        self.inbound_src = Some(src);
         self.layer
             .handle_incoming(now, envelope(&m), reliability, peer);
         self.drain_events(now, Some(&m));
+        self.inbound_src = None;
     }
 
     /// Handles what the layer reports. `current` is the request just fed in: a NewRequest
@@ -384,9 +445,9 @@ impl Endpoint {
     fn drain_events(&mut self, now: Instant, current: Option<&Message>) {
         while let Some(event) = self.layer.poll_event() {
             match event {
-                TsxEvent::NewRequest { key, msg, .. } => {
+                TsxEvent::NewRequest { key, msg, from } => {
                     let Some(request) = current else { continue };
-                    let Some(response) = self.answer(request, &msg) else {
+                    let Some(response) = self.answer(now, from, request, &msg) else {
                         continue;
                     };
                     if let Err(e) = self.layer.send_response(now, &key, envelope(&response)) {
@@ -397,7 +458,7 @@ impl Endpoint {
                 // statelessly (§17.2.3 matching is not implemented).
                 TsxEvent::NoTransactionMatch { msg, from, .. } => {
                     let Some(request) = current else { continue };
-                    if let Some(response) = self.answer(request, &msg) {
+                    if let Some(response) = self.answer(now, from, request, &msg) {
                         self.layer
                             .send_stateless(from, Arc::from(response.to_bytes().as_ref()));
                     }
@@ -426,7 +487,13 @@ impl Endpoint {
     }
 
     /// The interim TU: the final response to a request, or `None` for ACK.
-    fn answer(&mut self, request: &Message, tsx: &TsxMessage) -> Option<Message> {
+    fn answer(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        request: &Message,
+        tsx: &TsxMessage,
+    ) -> Option<Message> {
         let method = request.method()?;
         if *method == SipMethod::Ack {
             return None;
@@ -455,8 +522,20 @@ impl Endpoint {
                     .and_then(|m| m.with_header("Supported", &SUPPORTED_EXTENSIONS.join(", ")));
                 Some(with.unwrap_or(ok))
             }
-            // The registrar replaces this refusal; until then no binding can be created.
-            SipMethod::Register => reply(403, "Forbidden"),
+            SipMethod::Register => {
+                let Some(unix) = self.unix_now(now) else {
+                    tracing::error!("REGISTER before the edge set the wall clock");
+                    return reply(500, "Server Internal Error");
+                };
+                let dest = self.peers.destination(from)?;
+                let src = match (dest, self.inbound_src) {
+                    (Destination::Udp(a), _) => a,
+                    (Destination::Stream(_), Some(a)) => a,
+                    (Destination::Stream(_), None) => return reply(500, "Server Internal Error"),
+                };
+                let response = self.registry.handle_register(unix, request, src, dest);
+                Some(response.with_to_tag(&tag))
+            }
             // The B2BUA call path replaces this; until then callers hear "unavailable"
             // (§21.4.18) rather than a server error.
             SipMethod::Invite => reply(480, "Temporarily Unavailable"),
@@ -535,8 +614,33 @@ mod tests {
         "192.0.2.10:40123".parse().unwrap()
     }
 
+    const T_UNIX: u64 = 1_800_000_000;
+
+    fn registry() -> SeatRegistry {
+        use crate::sip::auth::{ha1_md5, ha1_sha256, ServerSecret};
+        use crate::sip::seats::{RegistryConfig, SeatCredential};
+        let mut r = SeatRegistry::new(
+            RegistryConfig::new("smartdesk"),
+            ServerSecret::from_bytes([5; 32]),
+        )
+        .unwrap();
+        r.set_credentials(vec![SeatCredential {
+            seat_id: 3,
+            name: "op1".into(),
+            ha1_md5: Some(ha1_md5("op1", "smartdesk", "pw-op1-123").as_str().into()),
+            ha1_sha256: Some(ha1_sha256("op1", "smartdesk", "pw-op1-123").as_str().into()),
+        }]);
+        r
+    }
+
+    fn endpoint_at(t0: Instant) -> Endpoint {
+        let mut ep = Endpoint::new(LayerConfig::default(), 42, registry()).unwrap();
+        ep.set_unix_base(t0, Duration::from_secs(T_UNIX));
+        ep
+    }
+
     fn endpoint() -> Endpoint {
-        Endpoint::new(LayerConfig::default(), 42).unwrap()
+        endpoint_at(Instant::now())
     }
 
     fn drain(ep: &mut Endpoint) -> Vec<(Destination, Message)> {
@@ -591,7 +695,7 @@ mod tests {
     #[test]
     fn interim_tu_answers() {
         let mut ep = endpoint();
-        assert_eq!(status_of(&mut ep, &request("REGISTER", "")), Some(403));
+        assert_eq!(status_of(&mut ep, &request("REGISTER", "")), Some(401));
         assert_eq!(status_of(&mut ep, &request("INVITE", "")), Some(480));
         assert_eq!(status_of(&mut ep, &request("BYE", "")), Some(481));
         assert_eq!(status_of(&mut ep, &request("INFO", ";tag=x")), Some(481));
@@ -675,6 +779,119 @@ mod tests {
         let written = (0..100).filter(|_| b.take(t0).0).count();
         assert_eq!(written, LOG_LINES_PER_WINDOW as usize);
         assert_eq!(b.take(t0 + LOG_WINDOW), (true, 100 - written as u64));
+    }
+
+    /// A REGISTER answered by the registrar: digest round trip over UDP and TCP, ledger
+    /// effects, expiry driven by the endpoint's timer, and 500 before the clock is set.
+    #[test]
+    fn register_goes_to_the_seat_registry() {
+        use crate::sip::auth::{ha1_md5, response_hex, Algorithm};
+        use crate::sip::seats::RegistryEffect;
+        let t0 = Instant::now();
+        let mut ep = endpoint_at(t0);
+        let register = |branch: &str, cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:smartdesk SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 192.0.2.10:40123;branch=z9hG4bK{branch}\r\n\
+                 Max-Forwards: 70\r\nTo: <sip:op1@smartdesk>\r\n\
+                 From: <sip:op1@smartdesk>;tag=r1\r\nCall-ID: reg-1@192.0.2.10\r\n\
+                 CSeq: {cseq} REGISTER\r\nContact: <sip:op1@192.0.2.10:40123>;expires=120\r\n\
+                 {auth}Content-Length: 0\r\n\r\n"
+            )
+        };
+        ep.handle_datagram(t0, src(), register("r1", 1, "").as_bytes());
+        let out = drain(&mut ep);
+        let [(_, challenge)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(challenge.status(), Some(401));
+        assert!(challenge.to_tag().is_some());
+        let www = challenge.header("WWW-Authenticate").unwrap();
+        assert!(www.contains("algorithm=MD5"));
+        let nonce = www
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let ha1 = ha1_md5("op1", "smartdesk", "pw-op1-123");
+        let auth = |nc: &str| {
+            let resp = response_hex(
+                Algorithm::Md5,
+                &ha1,
+                nonce,
+                nc,
+                "cn",
+                "REGISTER",
+                "sip:smartdesk",
+            );
+            format!(
+                "Authorization: Digest username=\"op1\", realm=\"smartdesk\", nonce=\"{nonce}\", \
+                 uri=\"sip:smartdesk\", response=\"{resp}\", algorithm=MD5, qop=auth, \
+                 nc={nc}, cnonce=\"cn\"\r\n"
+            )
+        };
+        ep.handle_datagram(t0, src(), register("r2", 2, &auth("00000001")).as_bytes());
+        let out = drain(&mut ep);
+        assert_eq!(out[0].1.status(), Some(200));
+        assert_eq!(
+            out[0].1.header("Contact"),
+            Some("<sip:op1@192.0.2.10:40123>;expires=120")
+        );
+        let effect = ep.poll_registry_effect();
+        assert!(
+            matches!(effect, Some(RegistryEffect::Upsert(ref b)) if b.expires_at == T_UNIX + 120)
+        );
+        assert_eq!(ep.poll_registry_effect(), None);
+        assert_eq!(
+            ep.registry().contacts("op1")[0].dest,
+            Destination::Udp(src())
+        );
+
+        // Over TCP the seat is reached through its connection.
+        let conn = ConnId(9);
+        let mut framer = StreamFramer::new();
+        framer
+            .push(register("r3", 3, &auth("00000002")).as_bytes())
+            .unwrap();
+        while let Some(f) = framer.next_frame() {
+            ep.handle_stream(t0, conn, src(), f);
+        }
+        let out: Vec<Outbound> = std::iter::from_fn(|| ep.poll_transmit()).collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to, Destination::Stream(conn));
+        assert!(out[0].bytes.starts_with(b"SIP/2.0 200 OK"));
+        assert!(matches!(
+            ep.poll_registry_effect(),
+            Some(RegistryEffect::Upsert(_))
+        ));
+        assert_eq!(
+            ep.registry().contacts("op1")[0].dest,
+            Destination::Stream(conn)
+        );
+
+        // The endpoint's timer covers the binding's expiry.
+        let due = t0 + Duration::from_secs(120);
+        let mut now = t0;
+        for _ in 0..200 {
+            let Some(at) = ep.poll_timeout() else { break };
+            assert!(at <= due);
+            now = at;
+            ep.handle_timeout(now);
+            drain(&mut ep);
+        }
+        assert_eq!(now, due);
+        assert!(matches!(
+            ep.poll_registry_effect(),
+            Some(RegistryEffect::Remove { .. })
+        ));
+        assert!(ep.registry().contacts("op1").is_empty());
+        assert_eq!(ep.poll_timeout(), None);
+
+        // Without a wall-clock base the registrar cannot work.
+        let mut bare = Endpoint::new(LayerConfig::default(), 1, registry()).unwrap();
+        assert_eq!(status_of(&mut bare, &register("r9", 1, "")), Some(500));
     }
 
     #[test]

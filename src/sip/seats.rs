@@ -474,6 +474,10 @@ impl SeatRegistry {
             });
         }
         for b in outcome.upserts {
+            let dest = match dest {
+                Destination::Udp(_) => Destination::Udp(udp_target(&b.contact_uri, source)),
+                stream => stream,
+            };
             let entry = Entry {
                 seat_id,
                 binding: b,
@@ -551,7 +555,7 @@ impl SeatRegistry {
             };
             let seat = aor.user().to_owned();
             let dest = match s.transport {
-                SeatTransport::Udp => Some(Destination::Udp(s.source)),
+                SeatTransport::Udp => Some(Destination::Udp(udp_target(&s.contact, s.source))),
                 SeatTransport::Tcp => None,
             };
             let entry = Entry {
@@ -675,3 +679,64 @@ fn qvalue(thousandths: u16) -> Option<QValue> {
 
 #[cfg(test)]
 mod tests;
+
+/// Where UDP requests to a phone go. A phone whose Contact names the very address its
+/// REGISTER came from is not behind NAT, so the Contact's port is right (it may listen on
+/// another port than it sent from, as SIPp and some desk phones do). Otherwise the Contact
+/// is a private address behind NAT and only the REGISTER's source reaches the phone
+/// (symmetric response routing, Kamailio's `fix_nated_contact`, Asterisk's `force_rport`).
+pub fn udp_target(contact_uri: &str, source: SocketAddr) -> SocketAddr {
+    let rest = contact_uri
+        .strip_prefix("sip:")
+        .or_else(|| contact_uri.strip_prefix("SIP:"))
+        .unwrap_or(contact_uri);
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '?', '>']).next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return source,
+        }
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+        return source;
+    };
+    if ip != source.ip() {
+        return source;
+    }
+    match port.map(str::parse::<u16>) {
+        None => SocketAddr::new(ip, 5060),
+        Some(Ok(p)) if p != 0 => SocketAddr::new(ip, p),
+        Some(_) => source,
+    }
+}
+
+#[cfg(test)]
+mod udp_target_tests {
+    use super::udp_target;
+
+    #[test]
+    fn contact_port_is_used_only_when_not_behind_nat() {
+        let src = "192.0.2.7:40000".parse().unwrap();
+        let t = |c| udp_target(c, src).to_string();
+        assert_eq!(t("sip:op1@192.0.2.7:5071"), "192.0.2.7:5071");
+        assert_eq!(t("sip:op1@192.0.2.7;transport=udp"), "192.0.2.7:5060");
+        assert_eq!(
+            t("sip:op1@10.0.0.5:5060"),
+            "192.0.2.7:40000",
+            "NAT: the source"
+        );
+        assert_eq!(t("sip:op1@phone.example:5060"), "192.0.2.7:40000");
+        assert_eq!(t("sip:op1@192.0.2.7:0"), "192.0.2.7:40000");
+        let v6 = "[2001:db8::1]:4000".parse().unwrap();
+        assert_eq!(
+            udp_target("sip:a@[2001:db8::1]:5062", v6).to_string(),
+            "[2001:db8::1]:5062"
+        );
+    }
+}

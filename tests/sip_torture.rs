@@ -144,17 +144,18 @@ fn load(file: &str) -> Vec<u8> {
 }
 
 /// Expected answer per MANIFEST.tsv file over UDP; `None` is silence.
-/// Valid REGISTERs get 403 and INVITEs 480 until the registrar and call path exist;
+/// Valid REGISTERs get the registrar's digest challenge (401; regaut01's unknown scheme too,
+/// RFC 4475 §3.3.7) and INVITEs 480 until the call path exists;
 /// requests with a To tag get 481 (no dialogs yet, RFC 3261 §12.2.2).
 const EXPECTED: &[(&str, Option<u16>)] = &[
     ("wsinv.dat", Some(481)),
     ("intmeth.dat", Some(501)),
     ("esc01.dat", Some(480)),
-    ("escnull.dat", Some(403)),
+    ("escnull.dat", Some(401)),
     ("esc02.dat", Some(501)),
     ("lwsdisp.dat", Some(200)),
     ("longreq.dat", Some(480)),
-    ("dblreq.dat", Some(403)),
+    ("dblreq.dat", Some(401)),
     ("semiuri.dat", Some(200)),
     ("transports.dat", Some(200)),
     ("mpart01.dat", Some(405)),
@@ -186,14 +187,14 @@ const EXPECTED: &[(&str, Option<u16>)] = &[
     ("unksm2.dat", Some(400)),
     ("bext01.dat", Some(420)),
     ("invut.dat", Some(415)),
-    ("regaut01.dat", Some(403)),
+    ("regaut01.dat", Some(401)),
     ("multi01.dat", Some(400)),
     ("mcl01.dat", Some(400)),
     ("bcast.dat", None),
     ("zeromf.dat", Some(200)),
-    ("cparam01.dat", Some(403)),
-    ("cparam02.dat", Some(403)),
-    ("regescrt.dat", Some(403)),
+    ("cparam01.dat", Some(401)),
+    ("cparam02.dat", Some(401)),
+    ("regescrt.dat", Some(401)),
     ("sdp01.dat", Some(406)),
     ("inv2543.dat", Some(480)),
     ("test.dat", None),
@@ -326,10 +327,10 @@ fn torture_set_framing_and_crash_shapes() {
     s.read_exact(&mut pong).unwrap();
     assert_eq!(&pong, b"\r\n");
     // dblreq: Content-Length 0 frames the REGISTER; the trailing INVITE lacks a Content-Length,
-    // which a stream cannot frame, so the connection is closed after the 403.
+    // which a stream cannot frame, so the connection is closed after the 401.
     let mut s = tcp_connect(addr);
     s.write_all(&fresh_branch("dblreq.dat")).unwrap();
-    assert_eq!(tcp_read_status(&mut s), Some(403));
+    assert_eq!(tcp_read_status(&mut s), Some(401));
     assert!(
         tcp_closed(&mut s, ANSWER),
         "dblreq: unframeable rest closes"

@@ -80,19 +80,24 @@ CREATE TABLE seats (
     created_at      TEXT NOT NULL
 );
 
--- Registrations survive restarts (issue #4 §3).
+-- Seat registrations (RFC 3261 §10.3 bindings) survive restarts, kill -9 included (issue #4 §3).
+-- Written behind the registrar's in-memory table; reloaded at start. One row per
+-- (canonical AOR, contact URI as the phone wrote it).
 CREATE TABLE registrations (
     seat_id         INTEGER NOT NULL REFERENCES seats(id),
-    aor             TEXT NOT NULL,
+    aor             TEXT NOT NULL,                        -- sip:<seat>@<domain>
     contact         TEXT NOT NULL,
-    source          TEXT NOT NULL,
-    transport       TEXT NOT NULL,
+    source          TEXT NOT NULL,                        -- ip:port the REGISTER came from
+    transport       TEXT NOT NULL CHECK (transport IN ('udp', 'tcp')),
     call_id         TEXT NOT NULL,
     cseq            INTEGER NOT NULL,
     expires_at      TEXT NOT NULL,
+    q               INTEGER,                              -- contact q in thousandths
+    params          TEXT NOT NULL DEFAULT '',             -- other contact params verbatim
     updated_at      TEXT NOT NULL,
     PRIMARY KEY (aor, contact)
 );
+CREATE INDEX registrations_expires ON registrations(expires_at);
 
 -- One row per inbound call. The unique key makes a duplicate INVITE unable to count twice.
 CREATE TABLE calls (

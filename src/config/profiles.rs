@@ -19,6 +19,8 @@
 //! max_expires = 3600
 //! default_expires = 600
 //! codecs = ["PCMU", "PCMA"]
+//! digest_algorithms = ["MD5", "SHA-256"]   # WWW-Authenticate order (see below)
+//! domains = []                              # accepted To hosts; empty = any
 //! ```
 
 use std::net::IpAddr;
@@ -93,6 +95,28 @@ pub struct SeatProfile {
     pub default_expires: u32,
     #[serde(default = "default_codecs")]
     pub codecs: Vec<String>,
+    /// Digest algorithms offered to softphones, one `WWW-Authenticate` each in this order, and
+    /// the only ones accepted. Values: `"MD5"` (RFC 3261) and `"SHA-256"` (RFC 8760).
+    ///
+    /// Why MD5 first by default, although RFC 8760 §2.4 lists the preferred (SHA-256) first:
+    /// clients that look only at the first challenge and know only MD5 fail outright when it
+    /// says SHA-256 (PJSIP up to 2.10, hence older MicroSIP builds; Twinkle), and SIPp 3.6
+    /// fails as soon as any challenge says SHA-256. With MD5 first every client registers,
+    /// and a client that prefers SHA-256 may still pick it. Offering MD5 at all is what sets
+    /// the security level (its HA1 is stored and accepted), so the order costs little.
+    /// A fleet known to speak SHA-256 can use `["SHA-256", "MD5"]` or `["SHA-256"]`.
+    #[serde(default = "default_digest_algorithms")]
+    pub digest_algorithms: Vec<String>,
+    /// Host names and addresses phones may use in the `To` of a REGISTER (RFC 3261 §10.3
+    /// step 5), besides the realm, `sip.advertised_address` and a non-wildcard listen address.
+    /// Empty (the default) accepts any host: behind a wildcard listen address the daemon
+    /// cannot know under which names it is reached. Other hosts get 404.
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+fn default_digest_algorithms() -> Vec<String> {
+    vec!["MD5".into(), "SHA-256".into()]
 }
 
 /// Below a minute, a few hundred seats re-registering would dominate the signalling load.
@@ -115,7 +139,25 @@ impl Default for SeatProfile {
             max_expires: default_max_expires(),
             default_expires: default_default_expires(),
             codecs: default_codecs(),
+            digest_algorithms: default_digest_algorithms(),
+            domains: Vec::new(),
         }
+    }
+}
+
+impl SeatProfile {
+    /// [`Self::digest_algorithms`] parsed, in order, duplicates and unknown names dropped
+    /// (validation reports those).
+    pub fn algorithms(&self) -> Vec<crate::sip::auth::Algorithm> {
+        let mut out = Vec::new();
+        for a in &self.digest_algorithms {
+            if let Some(a) = crate::sip::auth::Algorithm::from_token(a) {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -302,6 +344,39 @@ impl SeatProfile {
                 "must lie between min_expires and max_expires".into(),
             ));
         }
+        if self.digest_algorithms.is_empty() {
+            out.push((
+                "digest_algorithms".into(),
+                "at least one of \"MD5\", \"SHA-256\"".into(),
+            ));
+        }
+        for (i, a) in self.digest_algorithms.iter().enumerate() {
+            if crate::sip::auth::Algorithm::from_token(a).is_none() {
+                out.push((
+                    format!("digest_algorithms[{i}]"),
+                    format!("unknown algorithm {a:?} (known: \"MD5\", \"SHA-256\")"),
+                ));
+            } else if self
+                .digest_algorithms
+                .iter()
+                .take(i)
+                .any(|b| b.eq_ignore_ascii_case(a))
+            {
+                out.push((format!("digest_algorithms[{i}]"), "listed twice".into()));
+            }
+        }
+        for (i, d) in self.domains.iter().enumerate() {
+            let ok = !d.is_empty()
+                && d.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']')
+                });
+            if !ok {
+                out.push((
+                    format!("domains[{i}]"),
+                    format!("{d:?} is not a host name or address"),
+                ));
+            }
+        }
         out.extend(codec_problems(&self.codecs));
         out
     }
@@ -370,6 +445,36 @@ mod tests {
         assert!(joined.contains("b.toml: trunk[0]"), "{joined}");
         assert!(joined.contains("b.toml: seats.min_expires"), "{joined}");
         assert!(joined.contains("c.toml: trunk[0]"), "{joined}");
+    }
+
+    #[test]
+    fn seat_digest_algorithms_and_domains() {
+        use crate::sip::auth::Algorithm;
+        let d = SeatProfile::default();
+        assert_eq!(d.algorithms(), vec![Algorithm::Md5, Algorithm::Sha256]);
+        assert!(d.problems().is_empty());
+        let s = SeatProfile {
+            digest_algorithms: vec!["sha-256".into()],
+            domains: vec!["pbx.example.jp".into(), "192.0.2.1".into()],
+            ..SeatProfile::default()
+        };
+        assert_eq!(s.algorithms(), vec![Algorithm::Sha256]);
+        assert!(s.problems().is_empty());
+        let bad = SeatProfile {
+            digest_algorithms: vec!["MD5".into(), "md5".into(), "SHA-512".into()],
+            domains: vec!["a b".into()],
+            ..SeatProfile::default()
+        };
+        let keys: Vec<String> = bad.problems().into_iter().map(|p| p.0).collect();
+        assert_eq!(
+            keys,
+            vec!["digest_algorithms[1]", "digest_algorithms[2]", "domains[0]"]
+        );
+        let none = SeatProfile {
+            digest_algorithms: vec![],
+            ..SeatProfile::default()
+        };
+        assert_eq!(none.problems()[0].0, "digest_algorithms");
     }
 
     #[test]

@@ -10,11 +10,25 @@
 //! Everything that arrives is bounded: the core queue, each connection's read buffer (the
 //! framer), its write queue, the number of connections, and how long a connection may go
 //! without completing a message.
+//!
+//! Seat registrations ([`crate::sip::seats`]):
+//!
+//! ```text
+//!  start: ledger seats ──► set_credentials     every 2 s: ledger seats ──► core (Credentials)
+//!         purge expired, live rows ──► restore (UDP seats reachable at once)
+//!  core ── poll_registry_effect ──► bounded mpsc ──► ledger writer task (in order, retries)
+//! ```
+//!
+//! The core never waits for the ledger: a 200 OK for a REGISTER goes out before its row is
+//! committed (normally within milliseconds). A daemon killed in that window loses that one
+//! registration or refresh from the ledger; the phone restores it at its next refresh.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,13 +41,21 @@ use std::net::IpAddr;
 use super::admission::{self, Admitter};
 use super::media::{MediaEdge, MediaEvent};
 use super::prompts::Prompts;
+use super::{Clock, Daemon};
+use crate::config::{Profiles, SipConfig};
 use crate::ledger::CallUpdate;
+use crate::ledger::{Ledger, Seat};
 use crate::media::relay::RelayConfig;
+use crate::sip::auth::ServerSecret;
 use crate::sip::b2bua::{Admission, AdmitRequest, B2bua, B2buaConfig, CallEffect, MediaNotice};
 use crate::sip::endpoint::{ConnId, Destination, Endpoint};
 use crate::sip::message::{Frame, MessageError, StreamFramer};
+use crate::sip::registrar::ExpiryBounds;
 use crate::sip::sdp::Codec;
-use crate::sip::transaction::LayerConfig;
+use crate::sip::seats::{
+    RegistryConfig, RegistryEffect, SeatCredential, SeatRegistry, SeatTransport,
+};
+use crate::sip::transaction::{LayerConfig, TimerConfig};
 
 /// Inputs waiting for the core. At ~1 ms per message worst case this is about a second of
 /// backlog; beyond it UDP is shed and TCP readers wait (back-pressure to the peer).
@@ -65,6 +87,21 @@ const UDP_SEND_ATTEMPTS: usize = 4;
 const UDP_MAX_DATAGRAM: usize = 65_535;
 const TCP_READ_CHUNK: usize = 8192;
 
+/// How often seat credentials are reloaded from the ledger: a `seat add` or `seat passwd`
+/// takes effect within this time without a restart or a signal.
+pub const CREDENTIAL_REFRESH: Duration = Duration::from_secs(2);
+
+/// Registration writes waiting for the ledger. A write takes milliseconds; this is minutes of
+/// REGISTER traffic of a few hundred seats, so it fills only during a long ledger outage, and
+/// then the newest writes are dropped (logged) rather than memory growing without bound.
+const EFFECT_QUEUE: usize = 8192;
+
+/// Attempts per registration write, with doubling pauses from [`WRITE_RETRY_FIRST`]
+/// (about 3 s in all): rides out a busy SQLite lock or a PostgreSQL failover, and then gives
+/// up on that write so later ones are not held back forever.
+const WRITE_ATTEMPTS: u32 = 5;
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(200);
+
 enum Inbound {
     Datagram {
         src: SocketAddr,
@@ -82,6 +119,119 @@ enum Inbound {
     Closed {
         conn: ConnId,
     },
+    /// Fresh seat credentials from the ledger.
+    Credentials(Vec<SeatCredential>),
+}
+
+/// The transaction timers from `[sip]` (T1, T2, T4; the rest stay at RFC 3261 values).
+pub(super) fn layer_config(sip: &SipConfig) -> LayerConfig {
+    let ms = Duration::from_millis;
+    LayerConfig {
+        timers: TimerConfig {
+            t1: ms(sip.t1_ms),
+            t2: ms(sip.t2_ms),
+            t4: ms(sip.t4_ms),
+            ..TimerConfig::default()
+        },
+        ..LayerConfig::default()
+    }
+}
+
+/// The registrar policy from the seat profile and `[sip]`.
+pub(super) fn registry_config(
+    profiles: &Profiles,
+    sip: &SipConfig,
+) -> Result<RegistryConfig, String> {
+    let seats = &profiles.seats;
+    let mut cfg = RegistryConfig::new(&seats.realm);
+    cfg.bounds = ExpiryBounds::new(seats.min_expires, seats.max_expires, seats.default_expires)
+        .map_err(|e| format!("seat profile: {e}"))?;
+    cfg.algorithms = seats.algorithms();
+    if !seats.domains.is_empty() {
+        let mut hosts = vec![seats.realm.clone()];
+        hosts.extend(seats.domains.iter().cloned());
+        if !sip.advertised_address.is_empty() {
+            hosts.push(sip.advertised_address.clone());
+        }
+        if !sip.listen.ip().is_unspecified() {
+            hosts.push(match sip.listen.ip() {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            });
+        }
+        cfg.aor_hosts = hosts;
+    }
+    Ok(cfg)
+}
+
+/// Unix time of the daemon's clock, as the endpoint's base.
+fn unix_of(at: DateTime<Utc>) -> Duration {
+    let secs = u64::try_from(at.timestamp()).unwrap_or(0);
+    Duration::from_secs(secs) + Duration::from_nanos(u64::from(at.timestamp_subsec_nanos()))
+}
+
+/// Credentials of the seats whose HA1s belong to `realm`; the names of the others.
+fn credentials(seats: Vec<Seat>, realm: &str) -> (Vec<SeatCredential>, Vec<String>) {
+    let mut other_realm = Vec::new();
+    let mut out = Vec::new();
+    for s in seats {
+        if s.realm != realm {
+            other_realm.push(s.name);
+            continue;
+        }
+        out.push(SeatCredential {
+            seat_id: s.id,
+            name: s.name,
+            ha1_md5: Some(s.ha1_md5),
+            ha1_sha256: Some(s.ha1_sha256),
+        });
+    }
+    (out, other_realm)
+}
+
+/// Loads credentials and the bindings of the previous run into the registry.
+async fn prime_registry(endpoint: &mut Endpoint, ledger: &Ledger, clock: Clock) {
+    let realm = endpoint.registry().realm().to_owned();
+    match ledger.seats().await {
+        Ok(seats) => {
+            let (creds, other_realm) = credentials(seats, &realm);
+            if !other_realm.is_empty() {
+                tracing::warn!(
+                    seats = ?other_realm,
+                    realm = %realm,
+                    "seats whose SIP password was set for another realm cannot register; \
+                     reset it with `smartdesk seat passwd NAME --password …`"
+                );
+            }
+            endpoint.registry_mut().set_credentials(creds);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot load seat credentials; retrying every 2 s"),
+    }
+    let now = u64::try_from(clock.now().timestamp()).unwrap_or(0);
+    match ledger.purge_expired_registrations(now).await {
+        Ok(n) if n > 0 => tracing::info!(purged = n, "expired seat registrations removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot purge expired seat registrations"),
+    }
+    match ledger.live_registrations(now).await {
+        Ok(rows) => {
+            let tcp = rows
+                .iter()
+                .filter(|b| b.transport == SeatTransport::Tcp)
+                .count();
+            let restored = endpoint.registry_mut().restore(rows, now);
+            tracing::info!(
+                restored,
+                tcp_awaiting_reregistration = tcp,
+                seats = endpoint.registry().registered_seats().count(),
+                "seat registrations restored from the ledger"
+            );
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "cannot load seat registrations; seats are unreachable until they re-register"
+        ),
+    }
 }
 
 /// Queue of calls waiting for admission (their row write); beyond it new calls get 503.
@@ -116,24 +266,16 @@ pub fn advertised(cfg: &crate::config::Config) -> Result<SocketAddr, String> {
     Ok(cfg.sip.listen)
 }
 
-/// The layer timers from `[sip]`.
-pub fn layer_config(cfg: &crate::config::Config) -> LayerConfig {
-    let mut l = LayerConfig::default();
-    l.timers.t1 = Duration::from_millis(cfg.sip.t1_ms);
-    l.timers.t2 = Duration::from_millis(cfg.sip.t2_ms);
-    l.timers.t4 = Duration::from_millis(cfg.sip.t4_ms);
-    l
-}
-
 /// Runs the SIP edge until aborted.
 pub(super) async fn run(
-    d: Arc<super::Daemon>,
+    d: Arc<Daemon>,
     local: SocketAddr,
     prompts: Prompts,
     udp: Option<UdpSocket>,
     tcp: Option<TcpListener>,
 ) {
     let cfg = &d.config;
+    let layer = layer_config(&cfg.sip);
     let b2bua = B2bua::new(B2buaConfig {
         local,
         media_ip: local.ip(),
@@ -144,19 +286,29 @@ pub(super) async fn run(
         trunks: d.profiles.trunks.clone(),
         seat_domain: d.profiles.seats.realm.clone(),
         max_calls: MAX_CALLS,
-        timers: layer_config(cfg).timers,
+        timers: layer.timers,
+    })
+    .map_err(|e| e.to_string());
+    let registry = registry_config(&d.profiles, &cfg.sip).and_then(|cfg| {
+        SeatRegistry::new(cfg, ServerSecret::generate()).map_err(|e| e.to_string())
     });
-    let endpoint = match b2bua.map_err(|e| e.to_string()).and_then(|b| {
-        Endpoint::new(layer_config(cfg), rand::random())
-            .map(|e| e.with_b2bua(b))
+    let endpoint = registry.and_then(|registry| {
+        let b2bua = b2bua?;
+        Endpoint::new(layer, rand::random(), registry)
+            .map(|e| e.with_b2bua(b2bua))
             .map_err(|e| e.to_string())
-    }) {
+    });
+    let mut endpoint = match endpoint {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "SIP endpoint could not start");
             return;
         }
     };
+    endpoint.set_unix_base(Instant::now().into_std(), unix_of(d.clock.now()));
+    prime_registry(&mut endpoint, &d.ledger, d.clock).await;
+    let (effects_tx, effects_rx) = mpsc::channel(EFFECT_QUEUE);
+    let writer = tokio::spawn(ledger_writer(d.ledger.clone(), d.clock, effects_rx));
     let (admit_tx, admit_rx) = mpsc::channel(ADMIT_QUEUE);
     let (admitted_tx, admitted_rx) = mpsc::channel(ADMIT_QUEUE);
     let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
@@ -164,16 +316,17 @@ pub(super) async fn run(
     let admitter = Admitter::new(d.ledger.clone(), d.calendar.clone(), d.clock);
     let admission = tokio::spawn(admission::run(admitter, admit_rx, admitted_tx));
     let updates = tokio::spawn(admission::run_updates(d.ledger.clone(), update_rx));
-    let media = MediaEdge::new(local.ip(), media_tx);
     let udp = udp.map(Arc::new);
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
     let core = tokio::spawn(core_task(
         Core {
             endpoint,
-            media,
+            media: MediaEdge::new(local.ip(), media_tx),
             prompts,
             admit: admit_tx,
             updates: update_tx,
+            registrations: effects_tx,
+            registrations_dropped: 0,
             clock: d.clock,
             media_timeout: Duration::from_secs(cfg.media.media_timeout_s),
         },
@@ -181,6 +334,11 @@ pub(super) async fn run(
         admitted_rx,
         media_rx,
         udp.clone(),
+    ));
+    let refresh = tokio::spawn(refresh_credentials(
+        d.ledger.clone(),
+        d.profiles.seats.realm.clone(),
+        tx.clone(),
     ));
     let udp_task = {
         let tx = tx.clone();
@@ -198,9 +356,76 @@ pub(super) async fn run(
         }
     };
     tokio::join!(udp_task, tcp_task);
+    refresh.abort();
     core.abort();
+    writer.abort();
     admission.abort();
     updates.abort();
+}
+
+/// Reloads seat credentials every [`CREDENTIAL_REFRESH`] and hands them to the core.
+async fn refresh_credentials(ledger: Ledger, realm: String, tx: mpsc::Sender<Inbound>) {
+    let mut tick = tokio::time::interval(CREDENTIAL_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; start has just loaded them
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match ledger.seats().await {
+            Ok(seats) => {
+                if failing {
+                    tracing::info!("seat credentials load again");
+                    failing = false;
+                }
+                let (creds, _) = credentials(seats, &realm);
+                if tx.send(Inbound::Credentials(creds)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Keep the credentials the core has; say so once per outage.
+                if !failing {
+                    tracing::warn!(error = %e, "cannot reload seat credentials; keeping the last ones");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Performs registration writes in the order the core emitted them. A failing write is
+/// retried [`WRITE_ATTEMPTS`] times, then logged and dropped; nothing here can panic or
+/// stall the core.
+async fn ledger_writer(ledger: Ledger, clock: Clock, mut rx: mpsc::Receiver<RegistryEffect>) {
+    while let Some(effect) = rx.recv().await {
+        let mut pause = WRITE_RETRY_FIRST;
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let result = match &effect {
+                RegistryEffect::Upsert(b) => ledger.upsert_registration(b, clock.now()).await,
+                RegistryEffect::Remove { aor, contact } => {
+                    ledger.remove_registration(aor, contact).await.map(|_| ())
+                }
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) if attempt < WRITE_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "seat registration write failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    let (kind, aor) = match &effect {
+                        RegistryEffect::Upsert(b) => ("upsert", b.aor.as_str()),
+                        RegistryEffect::Remove { aor, .. } => ("remove", aor.as_str()),
+                    };
+                    tracing::error!(
+                        error = %e, kind, aor,
+                        "seat registration write failed for good; the ledger is behind until the next REGISTER"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The core task's state: the sans-IO endpoint and what carries its effects out.
@@ -210,14 +435,28 @@ struct Core {
     prompts: Prompts,
     admit: mpsc::Sender<(u64, AdmitRequest)>,
     updates: mpsc::Sender<CallUpdate>,
-    clock: super::Clock,
+    registrations: mpsc::Sender<RegistryEffect>,
+    registrations_dropped: u64,
+    clock: Clock,
     media_timeout: Duration,
 }
 
 impl Core {
-    /// Carries out what the call path asked for. Never blocks: a full queue is a refusal
-    /// (admission) or a logged loss (updates; the orphan sweep closes such rows).
+    /// Carries out what the TUs asked for. Never blocks: a full queue is a refusal
+    /// (admission: 503) or a logged loss (row updates, which the orphan sweep at the next
+    /// start closes; registration writes, which the next REGISTER repeats).
     fn perform_effects(&mut self, now: std::time::Instant) {
+        while let Some(effect) = self.endpoint.poll_registry_effect() {
+            if self.registrations.try_send(effect).is_err() {
+                self.registrations_dropped += 1;
+                if self.registrations_dropped.is_power_of_two() {
+                    tracing::error!(
+                        dropped = self.registrations_dropped,
+                        "seat registration writes dropped: the ledger is not keeping up"
+                    );
+                }
+            }
+        }
         while let Some(effect) = self.endpoint.poll_call_effect() {
             match effect {
                 CallEffect::Admit { call, request } => {
@@ -297,15 +536,15 @@ async fn core_task(
     mut media_events: mpsc::Receiver<MediaEvent>,
     udp: Option<Arc<UdpSocket>>,
 ) {
+    enum Input {
+        Net(Inbound),
+        Admitted(u64, Admission),
+        Media(MediaEvent),
+        Timer,
+    }
     let mut writers: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
     loop {
         let deadline = core.endpoint.poll_timeout().map(Instant::from_std);
-        enum Input {
-            Net(Inbound),
-            Admitted(u64, Admission),
-            Media(MediaEvent),
-            Timer,
-        }
         let input = tokio::select! {
             input = rx.recv() => match input {
                 Some(i) => Input::Net(i),
@@ -340,6 +579,12 @@ async fn core_task(
             }
             Input::Net(Inbound::Closed { conn }) => {
                 writers.remove(&conn);
+                endpoint.registry_mut().connection_closed(conn);
+            }
+            Input::Net(Inbound::Credentials(creds)) => {
+                endpoint.registry_mut().set_credentials(creds);
+                // Follow wall-clock adjustments (and `--clock`) at the same pace.
+                endpoint.set_unix_base(Instant::now().into_std(), unix_of(core.clock.now()));
             }
         }
         core.perform_effects(now);

@@ -12,6 +12,7 @@
 mod calls;
 mod contractors;
 mod records;
+mod registrations;
 mod seats;
 
 use std::str::FromStr;

@@ -10,9 +10,13 @@
 //!  edge ◄── poll_transmit ◄── PeerId → Destination ◄── transmits
 //! ```
 //!
-//! The TU answers every request at once: capability checks ([`uas_precheck`]), OPTIONS with
-//! our capabilities, and a fixed refusal for REGISTER and INVITE until the registrar and the
-//! B2BUA call path take over those methods.
+//! The TUs: capability checks ([`uas_precheck`]) and OPTIONS with our capabilities here,
+//! REGISTER through the seat registrar ([`SeatRegistry`]), and calls through the B2BUA
+//! ([`B2bua`]).
+//!
+//! The registrar works in unix seconds (bindings outlive the process); the edge supplies the
+//! mapping from `Instant` once with [`Endpoint::set_unix_base`], so the core still reads no
+//! clock. Its ledger writes come out of [`Endpoint::poll_registry_effect`].
 //!
 //! Responses go back to the address and port the request came from, whether or not the Via
 //! asks for `rport` (symmetric response routing, as Asterisk's default `force_rport` and
@@ -25,11 +29,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::b2bua::{Admission, B2bua, CallEffect, MediaNotice, SeatTarget};
+use super::b2bua::{Admission, B2bua, CallEffect, MediaNotice, SeatLocator, SeatTarget};
 use super::message::{
     parse_datagram, stateless_error_response, uas_precheck, Frame, Message, MessageError,
     Method as SipMethod,
 };
+use super::seats::{RegistryEffect, SeatRegistry};
 use super::transaction::{
     Kind, LayerConfig, Method, PeerId, Reliability, TransactionLayer, TsxError, TsxEvent, TsxKey,
     TsxMessage, WireBuilder,
@@ -356,7 +361,31 @@ pub struct Endpoint {
     io: Io,
     logs: [LogBudget; 3],
     b2bua: Option<B2bua>,
-    seats: Vec<SeatTarget>,
+    /// Seat REGISTERs and bindings (the registrar TU); also where the call path finds seats.
+    registry: SeatRegistry,
+    /// `(instant, unix time at that instant)`, from the edge.
+    unix_base: Option<(Instant, Duration)>,
+    /// Source address of the message being handled (stream peers' [`PeerId`]s do not carry it).
+    inbound_src: Option<SocketAddr>,
+}
+
+/// The call path's view of the registrar: every seat with a reachable binding, its most
+/// preferred contact first.
+impl SeatLocator for SeatRegistry {
+    fn seat_targets(&self) -> Vec<SeatTarget> {
+        let mut out = Vec::new();
+        for (_, name) in self.registered_seats() {
+            for c in self.contacts(name) {
+                out.push(SeatTarget {
+                    seat_id: c.seat_id,
+                    seat: c.seat,
+                    contact_uri: c.contact_uri,
+                    dest: c.dest,
+                });
+            }
+        }
+        out
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -370,8 +399,13 @@ impl std::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// `tag_seed` comes from the edge's randomness: To tags must be globally unique
-    /// (RFC 3261 §19.3) and this core has no random source of its own.
-    pub fn new(config: LayerConfig, tag_seed: u64) -> Result<Endpoint, EndpointError> {
+    /// (RFC 3261 §19.3) and this core has no random source of its own. REGISTERs are answered
+    /// 500 until [`Self::set_unix_base`] has been called.
+    pub fn new(
+        config: LayerConfig,
+        tag_seed: u64,
+        registry: SeatRegistry,
+    ) -> Result<Endpoint, EndpointError> {
         Ok(Endpoint {
             io: Io {
                 layer: TransactionLayer::new(config, Box::new(MessageWire))?,
@@ -382,19 +416,43 @@ impl Endpoint {
             },
             logs: [LogBudget::default(); 3],
             b2bua: None,
-            seats: Vec::new(),
+            registry,
+            unix_base: None,
+            inbound_src: None,
         })
+    }
+
+    /// Ties the monotonic clock to wall time: at `at` it was `unix` since the epoch. The edge
+    /// calls it at start and may call it again to follow wall-clock adjustments.
+    pub fn set_unix_base(&mut self, at: Instant, unix: Duration) {
+        self.unix_base = Some((at, unix));
+    }
+
+    /// Wall time at `now` in unix seconds, once the edge has set the base.
+    pub fn unix_now(&self, now: Instant) -> Option<u64> {
+        let (at, unix) = self.unix_base?;
+        Some((unix + now.saturating_duration_since(at)).as_secs())
+    }
+
+    /// The seat registrar, for the call path (`contacts`, `registered_seats`).
+    pub fn registry(&self) -> &SeatRegistry {
+        &self.registry
+    }
+
+    /// The seat registrar, for the edge (`set_credentials`, `restore`, `connection_closed`).
+    pub fn registry_mut(&mut self) -> &mut SeatRegistry {
+        &mut self.registry
+    }
+
+    /// The next ledger write of the registrar; drain after every `handle_*` call.
+    pub fn poll_registry_effect(&mut self) -> Option<RegistryEffect> {
+        self.registry.poll_effect()
     }
 
     /// Turns the call path on (without it INVITEs get 480, as before the B2BUA existed).
     pub fn with_b2bua(mut self, b2bua: B2bua) -> Endpoint {
         self.b2bua = Some(b2bua);
         self
-    }
-
-    /// The seats the call path may ring.
-    pub fn set_seat_targets(&mut self, seats: Vec<SeatTarget>) {
-        self.seats = seats;
     }
 
     pub fn b2bua(&self) -> Option<&B2bua> {
@@ -409,14 +467,14 @@ impl Endpoint {
     /// The edge's answer to a [`CallEffect::Admit`].
     pub fn handle_admission(&mut self, now: Instant, call: u64, admission: Admission) {
         if let Some(b) = self.b2bua.as_mut() {
-            b.handle_admission(&mut self.io, now, call, admission, &self.seats);
+            b.handle_admission(&mut self.io, now, call, admission, &self.registry);
         }
     }
 
     /// A media notice for a call.
     pub fn handle_media(&mut self, now: Instant, call: u64, notice: MediaNotice) {
         if let Some(b) = self.b2bua.as_mut() {
-            b.handle_media(&mut self.io, now, call, notice, &self.seats);
+            b.handle_media(&mut self.io, now, call, notice, &self.registry);
         }
     }
 
@@ -453,10 +511,13 @@ impl Endpoint {
 
     /// Fires due timers (transaction retransmissions and cleanup, call timers).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(unix) = self.unix_now(now) {
+            self.registry.handle_timeout(unix);
+        }
         self.io.layer.handle_timeout(now);
         self.drain_events(now, None, None);
         if let Some(b) = self.b2bua.as_mut() {
-            b.handle_timeout(&mut self.io, now, &self.seats);
+            b.handle_timeout(&mut self.io, now, &self.registry);
         }
         self.drain_events(now, None, None);
     }
@@ -478,10 +539,12 @@ impl Endpoint {
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let layer = self.io.layer.poll_timeout();
         let calls = self.b2bua.as_ref().and_then(B2bua::poll_timeout);
-        match (layer, calls) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // A binding expiring at unix second D is due at the instant unix_now() reaches D.
+        let registry = self.unix_base.and_then(|(at, unix)| {
+            let due = Duration::from_secs(self.registry.poll_timeout()?);
+            Some(at + due.saturating_sub(unix))
+        });
+        [layer, calls, registry].into_iter().flatten().min()
     }
 
     /// Live transactions, for status and tests.
@@ -505,10 +568,12 @@ impl Endpoint {
         } else {
             m
         };
+        self.inbound_src = Some(src);
         self.io
             .layer
             .handle_incoming(now, envelope(&m), reliability, peer);
         self.drain_events(now, Some(&m), Some(src));
+        self.inbound_src = None;
     }
 
     /// Handles what the layer reports. `current` is the message just fed in: a NewRequest
@@ -521,7 +586,7 @@ impl Endpoint {
                     if self.route_to_b2bua(now, &key, request, &msg, src, from) {
                         continue;
                     }
-                    let Some(response) = self.answer(request, &msg) else {
+                    let Some(response) = self.answer(now, from, request, &msg) else {
                         continue;
                     };
                     self.io.respond(now, &key, &response);
@@ -530,7 +595,7 @@ impl Endpoint {
                 // statelessly (§17.2.3 matching is not implemented).
                 TsxEvent::NoTransactionMatch { msg, from, .. } => {
                     let Some(request) = current else { continue };
-                    if let Some(response) = self.answer(request, &msg) {
+                    if let Some(response) = self.answer(now, from, request, &msg) {
                         self.io
                             .layer
                             .send_stateless(from, Arc::from(response.to_bytes().as_ref()));
@@ -581,7 +646,7 @@ impl Endpoint {
                             Err(_) => continue,
                         },
                     };
-                    b.on_response(&mut self.io, now, &key, resp, &self.seats);
+                    b.on_response(&mut self.io, now, &key, resp, &self.registry);
                 }
                 TsxEvent::StrayResponse { .. } => {
                     let Some(b) = self.b2bua.as_mut() else {
@@ -593,7 +658,7 @@ impl Endpoint {
                 }
                 TsxEvent::Timeout { key, .. } | TsxEvent::TransportError { key } => {
                     if let Some(b) = self.b2bua.as_mut() {
-                        b.on_client_failure(&mut self.io, now, &key, &self.seats);
+                        b.on_client_failure(&mut self.io, now, &key, &self.registry);
                     }
                 }
                 TsxEvent::Terminated { key } => {
@@ -641,7 +706,13 @@ impl Endpoint {
     }
 
     /// The stateless TU for what no other TU took: the final response, or `None` for ACK.
-    fn answer(&mut self, request: &Message, tsx: &TsxMessage) -> Option<Message> {
+    fn answer(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        request: &Message,
+        tsx: &TsxMessage,
+    ) -> Option<Message> {
         let method = request.method()?;
         if *method == SipMethod::Ack {
             return None;
@@ -670,8 +741,20 @@ impl Endpoint {
                     .and_then(|m| m.with_header("Supported", &SUPPORTED_EXTENSIONS.join(", ")));
                 Some(with.unwrap_or(ok))
             }
-            // The registrar replaces this refusal; until then no binding can be created.
-            SipMethod::Register => reply(403, "Forbidden"),
+            SipMethod::Register => {
+                let Some(unix) = self.unix_now(now) else {
+                    tracing::error!("REGISTER before the edge set the wall clock");
+                    return reply(500, "Server Internal Error");
+                };
+                let dest = self.io.peers.destination(from)?;
+                let src = match (dest, self.inbound_src) {
+                    (Destination::Udp(a), _) => a,
+                    (Destination::Stream(_), Some(a)) => a,
+                    (Destination::Stream(_), None) => return reply(500, "Server Internal Error"),
+                };
+                let response = self.registry.handle_register(unix, request, src, dest);
+                Some(response.with_to_tag(&tag))
+            }
             // Without the call path (tests of the bare endpoint) callers hear "unavailable"
             // (§21.4.18) rather than a server error.
             SipMethod::Invite => reply(480, "Temporarily Unavailable"),
@@ -743,8 +826,33 @@ mod tests {
         "192.0.2.10:40123".parse().unwrap()
     }
 
+    const T_UNIX: u64 = 1_800_000_000;
+
+    fn registry() -> SeatRegistry {
+        use crate::sip::auth::{ha1_md5, ha1_sha256, ServerSecret};
+        use crate::sip::seats::{RegistryConfig, SeatCredential};
+        let mut r = SeatRegistry::new(
+            RegistryConfig::new("smartdesk"),
+            ServerSecret::from_bytes([5; 32]),
+        )
+        .unwrap();
+        r.set_credentials(vec![SeatCredential {
+            seat_id: 3,
+            name: "op1".into(),
+            ha1_md5: Some(ha1_md5("op1", "smartdesk", "pw-op1-123").as_str().into()),
+            ha1_sha256: Some(ha1_sha256("op1", "smartdesk", "pw-op1-123").as_str().into()),
+        }]);
+        r
+    }
+
+    fn endpoint_at(t0: Instant) -> Endpoint {
+        let mut ep = Endpoint::new(LayerConfig::default(), 42, registry()).unwrap();
+        ep.set_unix_base(t0, Duration::from_secs(T_UNIX));
+        ep
+    }
+
     fn endpoint() -> Endpoint {
-        Endpoint::new(LayerConfig::default(), 42).unwrap()
+        endpoint_at(Instant::now())
     }
 
     fn drain(ep: &mut Endpoint) -> Vec<(Destination, Message)> {
@@ -799,7 +907,7 @@ mod tests {
     #[test]
     fn interim_tu_answers() {
         let mut ep = endpoint();
-        assert_eq!(status_of(&mut ep, &request("REGISTER", "")), Some(403));
+        assert_eq!(status_of(&mut ep, &request("REGISTER", "")), Some(401));
         assert_eq!(status_of(&mut ep, &request("INVITE", "")), Some(480));
         assert_eq!(status_of(&mut ep, &request("BYE", "")), Some(481));
         assert_eq!(status_of(&mut ep, &request("INFO", ";tag=x")), Some(481));
@@ -883,6 +991,119 @@ mod tests {
         let written = (0..100).filter(|_| b.take(t0).0).count();
         assert_eq!(written, LOG_LINES_PER_WINDOW as usize);
         assert_eq!(b.take(t0 + LOG_WINDOW), (true, 100 - written as u64));
+    }
+
+    /// A REGISTER answered by the registrar: digest round trip over UDP and TCP, ledger
+    /// effects, expiry driven by the endpoint's timer, and 500 before the clock is set.
+    #[test]
+    fn register_goes_to_the_seat_registry() {
+        use crate::sip::auth::{ha1_md5, response_hex, Algorithm};
+        use crate::sip::seats::RegistryEffect;
+        let t0 = Instant::now();
+        let mut ep = endpoint_at(t0);
+        let register = |branch: &str, cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:smartdesk SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 192.0.2.10:40123;branch=z9hG4bK{branch}\r\n\
+                 Max-Forwards: 70\r\nTo: <sip:op1@smartdesk>\r\n\
+                 From: <sip:op1@smartdesk>;tag=r1\r\nCall-ID: reg-1@192.0.2.10\r\n\
+                 CSeq: {cseq} REGISTER\r\nContact: <sip:op1@192.0.2.10:40123>;expires=120\r\n\
+                 {auth}Content-Length: 0\r\n\r\n"
+            )
+        };
+        ep.handle_datagram(t0, src(), register("r1", 1, "").as_bytes());
+        let out = drain(&mut ep);
+        let [(_, challenge)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(challenge.status(), Some(401));
+        assert!(challenge.to_tag().is_some());
+        let www = challenge.header("WWW-Authenticate").unwrap();
+        assert!(www.contains("algorithm=MD5"));
+        let nonce = www
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let ha1 = ha1_md5("op1", "smartdesk", "pw-op1-123");
+        let auth = |nc: &str| {
+            let resp = response_hex(
+                Algorithm::Md5,
+                &ha1,
+                nonce,
+                nc,
+                "cn",
+                "REGISTER",
+                "sip:smartdesk",
+            );
+            format!(
+                "Authorization: Digest username=\"op1\", realm=\"smartdesk\", nonce=\"{nonce}\", \
+                 uri=\"sip:smartdesk\", response=\"{resp}\", algorithm=MD5, qop=auth, \
+                 nc={nc}, cnonce=\"cn\"\r\n"
+            )
+        };
+        ep.handle_datagram(t0, src(), register("r2", 2, &auth("00000001")).as_bytes());
+        let out = drain(&mut ep);
+        assert_eq!(out[0].1.status(), Some(200));
+        assert_eq!(
+            out[0].1.header("Contact"),
+            Some("<sip:op1@192.0.2.10:40123>;expires=120")
+        );
+        let effect = ep.poll_registry_effect();
+        assert!(
+            matches!(effect, Some(RegistryEffect::Upsert(ref b)) if b.expires_at == T_UNIX + 120)
+        );
+        assert_eq!(ep.poll_registry_effect(), None);
+        assert_eq!(
+            ep.registry().contacts("op1")[0].dest,
+            Destination::Udp(src())
+        );
+
+        // Over TCP the seat is reached through its connection.
+        let conn = ConnId(9);
+        let mut framer = StreamFramer::new();
+        framer
+            .push(register("r3", 3, &auth("00000002")).as_bytes())
+            .unwrap();
+        while let Some(f) = framer.next_frame() {
+            ep.handle_stream(t0, conn, src(), f);
+        }
+        let out: Vec<Outbound> = std::iter::from_fn(|| ep.poll_transmit()).collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to, Destination::Stream(conn));
+        assert!(out[0].bytes.starts_with(b"SIP/2.0 200 OK"));
+        assert!(matches!(
+            ep.poll_registry_effect(),
+            Some(RegistryEffect::Upsert(_))
+        ));
+        assert_eq!(
+            ep.registry().contacts("op1")[0].dest,
+            Destination::Stream(conn)
+        );
+
+        // The endpoint's timer covers the binding's expiry.
+        let due = t0 + Duration::from_secs(120);
+        let mut now = t0;
+        for _ in 0..200 {
+            let Some(at) = ep.poll_timeout() else { break };
+            assert!(at <= due);
+            now = at;
+            ep.handle_timeout(now);
+            drain(&mut ep);
+        }
+        assert_eq!(now, due);
+        assert!(matches!(
+            ep.poll_registry_effect(),
+            Some(RegistryEffect::Remove { .. })
+        ));
+        assert!(ep.registry().contacts("op1").is_empty());
+        assert_eq!(ep.poll_timeout(), None);
+
+        // Without a wall-clock base the registrar cannot work.
+        let mut bare = Endpoint::new(LayerConfig::default(), 1, registry()).unwrap();
+        assert_eq!(status_of(&mut bare, &register("r9", 1, "")), Some(500));
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod endpoint;
 pub mod message;
 pub mod registrar;
 pub mod sdp;
+pub mod seats;
 pub mod transaction;

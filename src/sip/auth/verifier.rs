@@ -35,6 +35,9 @@ pub enum RejectReason {
     MissingNonceCount,
     /// RFC 7616 §3.4.4 userhash was not offered.
     UserhashNotOffered,
+    /// The response uses an algorithm this verifier was configured not to offer
+    /// ([`Verifier::with_algorithms`]).
+    AlgorithmNotOffered,
     BadCredentials,
     /// Nonce-count not higher than one already accepted for this nonce.
     Replay,
@@ -50,6 +53,8 @@ pub struct Verifier {
     nonce_lifetime: u64,
     rng: StdRng,
     replay: ReplayWindow,
+    /// Offered in this order, one `WWW-Authenticate` each; only these are accepted.
+    algorithms: Vec<Algorithm>,
     dummy_md5: Ha1,
     dummy_sha256: Ha1,
 }
@@ -92,6 +97,7 @@ impl Verifier {
             nonce_lifetime: NONCE_LIFETIME_SECS,
             rng,
             replay: ReplayWindow::new(REPLAY_WINDOW_CAPACITY),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             dummy_md5,
             dummy_sha256,
         })
@@ -101,6 +107,28 @@ impl Verifier {
     pub fn with_nonce_lifetime(mut self, secs: u64) -> Verifier {
         self.nonce_lifetime = secs;
         self
+    }
+
+    /// Which algorithms to offer, in the order of the `WWW-Authenticate` headers (default:
+    /// SHA-256 then MD5, RFC 8760 §2.4). Responses using an algorithm not listed are refused.
+    /// An empty list or duplicates are ignored (the default order is kept / the first kept),
+    /// so a challenge always offers at least one algorithm.
+    pub fn with_algorithms(mut self, algorithms: &[Algorithm]) -> Verifier {
+        let mut list: Vec<Algorithm> = Vec::new();
+        for a in algorithms {
+            if !list.contains(a) {
+                list.push(*a);
+            }
+        }
+        if !list.is_empty() {
+            self.algorithms = list;
+        }
+        self
+    }
+
+    /// The algorithms offered, in challenge order.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
     }
 
     /// Small windows make eviction observable in tests.
@@ -114,8 +142,9 @@ impl Verifier {
         &self.realm
     }
 
-    /// `WWW-Authenticate` values to send with a 401, SHA-256 first then MD5 (RFC 8760 §2.4:
-    /// one header per algorithm, in order of preference). Both carry the same nonce, so a
+    /// `WWW-Authenticate` values to send with a 401, by default SHA-256 first then MD5 (RFC 8760
+    /// §2.4: one header per algorithm, in order of preference; see [`Self::with_algorithms`]).
+    /// All carry the same nonce, so a
     /// client's choice of algorithm shares one nonce-count sequence. Nothing here depends on
     /// who is asking, so known and unknown users receive the same shape.
     pub fn challenge(&mut self, now: u64, stale: bool) -> Vec<String> {
@@ -124,7 +153,7 @@ impl Verifier {
         let nonce = nonce::mint(&self.secret, &self.realm, now, salt);
         let realm = quote(&self.realm);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5]
+        self.algorithms
             .iter()
             .map(|alg| {
                 format!(
@@ -169,6 +198,9 @@ impl Verifier {
         };
 
         let alg = resp.algorithm;
+        if !self.algorithms.contains(&alg) {
+            return reject(RejectReason::AlgorithmNotOffered);
+        }
         let stored = lookup(&resp.username, alg).filter(|h| h.as_str().len() == alg.hex_len());
         let known = stored.is_some();
         let ha1 = stored.unwrap_or_else(|| match alg {
@@ -528,6 +560,41 @@ mod tests {
         let c4 = v.challenge(T0 + 5, true);
         let r4 = answer(&c4[1], "op1", "s3cret", "REGISTER", URI, 1);
         assert_eq!(v.verify(T0 + 5, "REGISTER", URI, &r4, lookup), ok);
+    }
+
+    #[test]
+    fn configured_algorithms_set_order_and_acceptance() {
+        let mut v = verifier().with_algorithms(&[Algorithm::Md5, Algorithm::Md5]);
+        assert_eq!(v.algorithms(), &[Algorithm::Md5]);
+        let c = v.challenge(T0, false);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].contains("algorithm=MD5"));
+        let md5 = answer(&c[0], "op1", "s3cret", "REGISTER", URI, 1);
+        assert_eq!(
+            v.verify(T0, "REGISTER", URI, &md5, lookup),
+            Verdict::Ok { user: "op1".into() }
+        );
+        let sha = answer(
+            &c[0].replace("algorithm=MD5", "algorithm=SHA-256"),
+            "op1",
+            "s3cret",
+            "REGISTER",
+            URI,
+            2,
+        );
+        assert_eq!(
+            v.verify(T0, "REGISTER", URI, &sha, lookup),
+            Verdict::Reject {
+                reason: RejectReason::AlgorithmNotOffered
+            }
+        );
+        let mut both = verifier().with_algorithms(&[Algorithm::Md5, Algorithm::Sha256]);
+        let c = both.challenge(T0, false);
+        assert!(c[0].contains("algorithm=MD5") && c[1].contains("algorithm=SHA-256"));
+        assert_eq!(
+            verifier().with_algorithms(&[]).algorithms(),
+            &[Algorithm::Sha256, Algorithm::Md5]
+        );
     }
 
     #[test]

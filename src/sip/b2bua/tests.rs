@@ -5,7 +5,12 @@ use super::*;
 use crate::config::profiles::{NumberFormat, Transport};
 use crate::sip::endpoint::{Endpoint, Outbound};
 use crate::sip::message::parse_datagram;
+use crate::sip::seats::{
+    RegistryConfig, SeatCredential, SeatRegistry, SeatTransport, StoredBinding,
+};
 use crate::sip::transaction::LayerConfig;
+
+const T_UNIX: u64 = 1_800_000_000;
 
 const CARRIER: &str = "192.0.2.10:5060";
 const SEAT1: &str = "198.51.100.5:5062";
@@ -58,13 +63,53 @@ impl H {
             max_calls: 100,
             timers: TimerConfig::default(),
         };
-        let mut ep = Endpoint::new(LayerConfig::default(), 7)
+        // The seats are registered (restored bindings, as after a restart).
+        let mut registry = SeatRegistry::new(
+            RegistryConfig::new("smartdesk"),
+            crate::sip::auth::ServerSecret::from_bytes([1; 32]),
+        )
+        .unwrap();
+        registry.set_credentials(
+            seats
+                .iter()
+                .map(|s| SeatCredential {
+                    seat_id: s.seat_id,
+                    name: s.seat.clone(),
+                    ha1_md5: None,
+                    ha1_sha256: None,
+                })
+                .collect(),
+        );
+        let restored = registry.restore(
+            seats
+                .iter()
+                .map(|s| StoredBinding {
+                    seat_id: s.seat_id,
+                    aor: format!("sip:{}@smartdesk", s.seat),
+                    contact: s.contact_uri.clone(),
+                    source: match s.dest {
+                        Destination::Udp(a) => a,
+                        Destination::Stream(_) => unreachable!(),
+                    },
+                    transport: SeatTransport::Udp,
+                    call_id: "reg".into(),
+                    cseq: 1,
+                    expires_at: T_UNIX + 3600,
+                    q: None,
+                    params: String::new(),
+                })
+                .collect(),
+            T_UNIX,
+        );
+        assert_eq!(restored, seats.len());
+        let now = Instant::now();
+        let mut ep = Endpoint::new(LayerConfig::default(), 7, registry)
             .unwrap()
             .with_b2bua(B2bua::new(cfg).unwrap());
-        ep.set_seat_targets(seats);
+        ep.set_unix_base(now, Duration::from_secs(T_UNIX));
         H {
             ep,
-            now: Instant::now(),
+            now,
             effects: Vec::new(),
         }
     }

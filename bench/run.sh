@@ -43,7 +43,7 @@ LAT_CPS=${LAT_CPS:-1000}            # fixed rate of the latency run
 LAT_SECS=${LAT_SECS:-10}
 # Call hold in the CPS runs: short, because smartdesk needs one logged-in seat per call in
 # progress (see SD_SEATS); neither server's work per call depends on it.
-HOLD_MS=${HOLD_MS:-100}
+HOLD_MS=${HOLD_MS:-20}
 MEM_CALLS=${MEM_CALLS:-2000}        # calls held up for the memory reading
 MEDIA_START_N=${MEDIA_START_N:-500}
 MEDIA_CAP_N=${MEDIA_CAP_N:-4000}

@@ -104,7 +104,7 @@ free_ports() {
     python3 - "$1" <<'PY'
 import random, socket, sys
 n = int(sys.argv[1]); got = []
-lo, hi = 12000, 19999
+lo, hi = 10000, 15999
 cands = list(range(lo, hi)); random.shuffle(cands)
 for p in cands:
     ok = True

@@ -89,7 +89,6 @@ LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)
 awk -v l="$LOAD_AT_START" -v q="$QUIET_LOAD" 'BEGIN { exit !(l > q) }' \
     && log "WARNING: load average $LOAD_AT_START at start: other work shares the 2 cores, figures will be low"
 
-read -r KAM_PORT SD_PORT SEAT_PORT SD_WEB_PORT < <(free_ports 4)
 SEAT_RECV_TIMEOUT_MS=$(( HOLD_MS + 15000 ))
 machine=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo | tr ' ' '_')
 echo "kind=meta repeat=$REPEAT quick=$QUICK lat_cps=$LAT_CPS hold_ms=$HOLD_MS step_secs=${STEP_SECS:-6}" \
@@ -120,7 +119,8 @@ search_run() {   # search_run NAME REPEAT [extra record words]
 # ---- (1) harness ceiling: SIPp carrier straight to the SIPp seat
 if want ceiling; then
     log "== harness ceiling: SIPp -> SIPp"
-    server_up() { seat_up "$1" "$SEAT_PORT" "$SEAT_RECV_TIMEOUT_MS" 900 -key media_port_sdp 40002
+    server_up() { SEAT_PORT=$(free_ports 1)
+                  seat_up "$1" "$SEAT_PORT" "$SEAT_RECV_TIMEOUT_MS" 900 -key media_port_sdp 40002
                   SERVER_PID=$SEAT_PID; TARGET=127.0.0.1:$SEAT_PORT; NUMBER=$NATIONAL_NUMBER; }
     server_down() { stop_pid "$SEAT_PID"; }
     BUDGET_S=${CEIL_BUDGET_S:-90} search_cps ceiling 4000 60000
@@ -157,6 +157,10 @@ if want smartdesk; then
     done
 fi
 
+# memory and media hold many calls at once: one install with a seat per held call
+HELD_SEATS=$(( (MEM_CALLS > MEDIA_CAP_N ? MEM_CALLS : MEDIA_CAP_N) + 50 ))
+HELD_INSTALL=
+
 # ---- (4) memory per held call
 if want memory; then
     mem_rate=${MEM_RATE:-500}
@@ -167,9 +171,10 @@ if want memory; then
     memory_step "$RUN_DIR/kamailio/memory" "$MEM_CALLS"
     echo "kind=memory server=kamailio repeat=1 $(prefixed '' "$RUN_DIR/kamailio/memory/summary")" >>"$RAW"
     server_up() { sd_up "$@"; }; server_down() { sd_down "$@"; }
-    sd_prepare "$RUN_DIR/smartdesk/mem-install" "$(( MEM_CALLS + 50 ))"
+    [ "${HELD_INSTALL:-}" ] || { sd_prepare "$RUN_DIR/smartdesk/held-install" "$HELD_SEATS"; HELD_INSTALL=$SD_ROOT; }
+    SD_ROOT=$HELD_INSTALL
     log "== memory: smartdesk, $MEM_CALLS held calls"
-    memory_step "$RUN_DIR/smartdesk/memory" "$MEM_CALLS"
+    SD_REGISTER_N=$(( MEM_CALLS + 50 )) memory_step "$RUN_DIR/smartdesk/memory" "$MEM_CALLS"
     echo "kind=memory server=smartdesk repeat=1 $(prefixed '' "$RUN_DIR/smartdesk/memory/summary")" >>"$RAW"
     SEAT_RECV_TIMEOUT_MS=$(( HOLD_MS + 15000 ))
 fi
@@ -178,7 +183,8 @@ fi
 if want media; then
     SEAT_RECV_TIMEOUT_MS=$(( MEDIA_HOLD_MS + 15000 ))
     server_up() { sd_up "$@"; }; server_down() { sd_down "$@"; }
-    sd_prepare "$RUN_DIR/smartdesk/media-install" "$(( MEDIA_CAP_N + 50 ))"
+    [ "${HELD_INSTALL:-}" ] || { sd_prepare "$RUN_DIR/smartdesk/held-install" "$HELD_SEATS"; HELD_INSTALL=$SD_ROOT; }
+    SD_ROOT=$HELD_INSTALL
     log "== media: smartdesk relay, G.711 both ways"
     search_media smartdesk/media "$MEDIA_START_N" "$MEDIA_CAP_N"
     echo "kind=media server=smartdesk repeat=1 max_concurrent=$MEDIA_MAX $(prefixed best. "${MEDIA_BEST_DIR:-/nonexistent}/summary")" >>"$RAW"

@@ -205,19 +205,20 @@ seat_up() {
     wait_udp "$port" "$SEAT_PID" "SIPp seat"
 }
 
-# register_seats DIR SERVER_ADDR SEAT_PORT CSV: one digest-authenticated REGISTER per line of
-# the injection file CSV ("user;password"), Contact = sip:user@127.0.0.1:SEAT_PORT.
+# register_seats DIR SERVER_ADDR SEAT_PORT CSV [SCENARIO]: one digest-authenticated REGISTER
+# per line of the injection file CSV ("user;password"), Contact = sip:user@127.0.0.1:SEAT_PORT
+# (SCENARIO seat_unregister.xml: remove every binding of each seat instead).
 register_seats() {
-    local dir=$1 server=$2 seat_port=$3 csv=$4 n port
+    local dir=$1 server=$2 seat_port=$3 csv=$4 scn=${5:-seat_register.xml} n port
     n=$(($(wc -l <"$csv") - 1))
     port=$(free_ports 1)
-    sipp_bg "$dir" "$dir/register.log" "$(( n / ${REGISTER_RATE:-500} + 45 ))" "$server" -sf "$SCN/seat_register.xml" -inf "$csv" \
+    sipp_bg "$dir" "$dir/${scn%.xml}.log" "$(( n / ${REGISTER_RATE:-500} + 45 ))" "$server" -sf "$SCN/$scn" -inf "$csv" \
         -key seat_hostport "127.0.0.1:$seat_port" -p "$port" -m "$n" -r "${REGISTER_RATE:-500}" -rp 1000 -l 200 \
-        -timeout "$(( n / ${REGISTER_RATE:-500} + 30 ))s" -trace_err -trace_stat -stf register_stat.csv
+        -timeout "$(( n / ${REGISTER_RATE:-500} + 30 ))s" -trace_err -trace_stat -stf "${scn%.xml}_stat.csv"
     local p=$LAST_PID
     wait "$p"; local rc=$?
     forget "$p"
-    [ "$rc" = 0 ] || die "REGISTER of $n seat(s) failed (rc $rc, see $dir/register.log and $dir/*errors*)"
+    [ "$rc" = 0 ] || die "$scn of $n seat(s) failed (rc $rc, see $dir/${scn%.xml}.log and $dir/*errors*)"
 }
 
 # carrier_run DIR TARGET NUMBER RATE CALLS HOLD_MS [args]: a bounded SIPp UAC; writes

@@ -122,7 +122,7 @@ search_media() {
     while :; do
         k=$((k + 1))
         dir=$RUN_DIR/$name/step$(printf %02d "$k")_n$n
-        media_step "$dir" "$n"
+        SD_REGISTER_N=$(( n + 50 )) media_step "$dir" "$n"
         if media_passed "$dir/summary" "$n"; then verdict=PASS; lo=$n; MEDIA_BEST_DIR=$dir
         else verdict=FAIL; hi=$n; fi
         echo "$verdict" >"$dir/verdict"

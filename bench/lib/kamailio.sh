@@ -10,8 +10,8 @@ KAM_SHM_MB=${KAM_SHM_MB:-4096}
 
 kam_up() {
     local dir=$1
-    udp_port_busy "$KAM_PORT" && die "udp/$KAM_PORT taken (a leftover server would be measured instead)"
-    udp_port_busy "$SEAT_PORT" && die "udp/$SEAT_PORT taken"
+    # ports are picked again at every start: other work on the machine may have taken one
+    read -r KAM_PORT SEAT_PORT < <(free_ports 2)
     spawn "$dir/kamailio.log" kamailio -f "$BENCH_DIR/kamailio/kamailio.cfg" -DD -E \
         -n "$KAM_CHILDREN" -l "udp:127.0.0.1:$KAM_PORT" -m "$KAM_SHM_MB" -M 16 -Y "$dir" \
         -A "BENCH_NUMBER=\"$NATIONAL_NUMBER\"" -A "BENCH_SEAT=\"$SEAT_USER\"" \

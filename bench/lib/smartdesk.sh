@@ -28,6 +28,7 @@ sd() { "$SMARTDESK_BIN" --config "$SD_ROOT/smartdesk.toml" "$@"; }
 # SEATS (default SD_SEATS) seats op1..opN, all logged in at every sd_up.
 sd_prepare() {
     SD_ROOT=$1
+    SD_SEAT_PORT=
     local nseats=${2:-$SD_SEATS}
     rm -rf "$SD_ROOT"
     mkdir -p "$SD_ROOT/data" "$SD_ROOT/sip-profiles" "$SD_ROOT/prompts"
@@ -40,7 +41,8 @@ data_dir = "$SD_ROOT/data"
 url = ""
 
 [sip]
-listen = "127.0.0.1:$SD_PORT"
+# sd_up passes --sip-listen / --http-listen with ports free at that moment
+listen = "127.0.0.1:5060"
 udp = true
 tcp = false
 profiles_dir = "$SD_ROOT/sip-profiles"
@@ -52,7 +54,7 @@ media_timeout_s = 60
 prompts_dir = "$SD_ROOT/prompts"
 
 [web]
-listen = "127.0.0.1:$SD_WEB_PORT"
+listen = "127.0.0.1:8080"
 
 [log]
 level = "$SD_LOG_LEVEL"
@@ -93,16 +95,32 @@ EOF
     SD_CONTRACTOR=$id
 }
 
+# sd_up DIR: the daemon on fresh loopback ports, the SIPp seat, and SD_REGISTER_N (default:
+# all) seats logged in.
 sd_up() {
-    local dir=$1
-    udp_port_busy "$SD_PORT" && die "udp/$SD_PORT taken (a leftover server would be measured instead)"
-    udp_port_busy "$SEAT_PORT" && die "udp/$SEAT_PORT taken"
-    spawn "$dir/smartdesk.log" "$SMARTDESK_BIN" --config "$SD_ROOT/smartdesk.toml" serve --clock "$SD_CLOCK"
+    local dir=$1 n
+    # the daemon's ports are picked again at every start (other work on the machine may have
+    # taken one); the seat keeps its port like a desk phone, because the registrar keeps every
+    # binding until it expires: if that port is gone, the seats log out everywhere first
+    read -r SD_PORT SD_WEB_PORT < <(free_ports 2)
+    local moved=0
+    if [ -z "${SD_SEAT_PORT:-}" ]; then SD_SEAT_PORT=$(free_ports 1)
+    elif udp_port_busy "$SD_SEAT_PORT"; then SD_SEAT_PORT=$(free_ports 1); moved=1; fi
+    SEAT_PORT=$SD_SEAT_PORT
+    spawn "$dir/smartdesk.log" "$SMARTDESK_BIN" --config "$SD_ROOT/smartdesk.toml" serve \
+        --sip-listen "127.0.0.1:$SD_PORT" --http-listen "127.0.0.1:$SD_WEB_PORT" --clock "$SD_CLOCK"
     SD_PID=$LAST_PID
     wait_udp "$SD_PORT" "$SD_PID" smartdesk
     seat_up "$dir" "$SEAT_PORT" "$SEAT_RECV_TIMEOUT_MS" "${SEAT_LIFETIME_S:-900}" \
         -key media_port_sdp "${SEAT_MEDIA_PORT:-40002}"
-    register_seats "$dir" "127.0.0.1:$SD_PORT" "$SEAT_PORT" "$SD_ROOT/seats.csv"
+    n=$(( $(wc -l <"$SD_ROOT/seats.csv") - 1 ))
+    [ -n "${SD_REGISTER_N:-}" ] && [ "$SD_REGISTER_N" -lt "$n" ] && n=$SD_REGISTER_N
+    head -n "$((n + 1))" "$SD_ROOT/seats.csv" >"$dir/seats.csv"
+    if [ "$moved" = 1 ]; then
+        log "seat port moved to $SEAT_PORT: logging the seats out of their old bindings"
+        register_seats "$dir" "127.0.0.1:$SD_PORT" "$SEAT_PORT" "$SD_ROOT/seats.csv" seat_unregister.xml
+    fi
+    register_seats "$dir" "127.0.0.1:$SD_PORT" "$SEAT_PORT" "$dir/seats.csv"
     SERVER_PID=$SD_PID
     TARGET=127.0.0.1:$SD_PORT
     NUMBER=$NATIONAL_NUMBER

@@ -19,9 +19,10 @@
 //!  core ── poll_registry_effect ──► bounded mpsc ──► ledger writer task (in order, retries)
 //! ```
 //!
-//! The core never waits for the ledger: a 200 OK for a REGISTER goes out before its row is
-//! committed (normally within milliseconds). A daemon killed in that window loses that one
-//! registration or refresh from the ledger; the phone restores it at its next refresh.
+//! The core never waits for the ledger, but a REGISTER that changed bindings is answered only
+//! when the writer reports its rows done (`Inbound::EffectsDone`): a phone that saw 200 OK is
+//! in the ledger, `kill -9` or not. Should a write fail for good (after retries) the answer is
+//! still sent: the binding works from memory, and the error is logged.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -112,6 +113,8 @@ enum Inbound {
     },
     /// Fresh seat credentials from the ledger.
     Credentials(Vec<SeatCredential>),
+    /// The ledger writer finished registry effects up to this number.
+    EffectsDone(u64),
 }
 
 /// The transaction timers from `[sip]` (T1, T2, T4; the rest stay at RFC 3261 values).
@@ -243,10 +246,15 @@ pub(super) async fn run(d: Arc<Daemon>, udp: Option<UdpSocket>, tcp: Option<TcpL
     };
     endpoint.set_unix_base(Instant::now().into_std(), unix_of(d.clock.now()));
     prime_registry(&mut endpoint, &d.ledger, d.clock).await;
-    let (effects_tx, effects_rx) = mpsc::channel(EFFECT_QUEUE);
-    let writer = tokio::spawn(ledger_writer(d.ledger.clone(), d.clock, effects_rx));
     let udp = udp.map(Arc::new);
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
+    let (effects_tx, effects_rx) = mpsc::channel(EFFECT_QUEUE);
+    let writer = tokio::spawn(ledger_writer(
+        d.ledger.clone(),
+        d.clock,
+        effects_rx,
+        tx.clone(),
+    ));
     let core = tokio::spawn(core_task(endpoint, rx, udp.clone(), effects_tx, d.clock));
     let refresh = tokio::spawn(refresh_credentials(
         d.ledger.clone(),
@@ -304,11 +312,16 @@ async fn refresh_credentials(ledger: Ledger, realm: String, tx: mpsc::Sender<Inb
     }
 }
 
-/// Performs registration writes in the order the core emitted them. A failing write is
-/// retried [`WRITE_ATTEMPTS`] times, then logged and dropped; nothing here can panic or
-/// stall the core.
-async fn ledger_writer(ledger: Ledger, clock: Clock, mut rx: mpsc::Receiver<RegistryEffect>) {
-    while let Some(effect) = rx.recv().await {
+/// Performs registration writes in the order the core emitted them and reports each one done
+/// to the core. A failing write is retried [`WRITE_ATTEMPTS`] times, then logged and dropped;
+/// nothing here can panic or stall the core (which never waits on this task).
+async fn ledger_writer(
+    ledger: Ledger,
+    clock: Clock,
+    mut rx: mpsc::Receiver<(u64, RegistryEffect)>,
+    core: mpsc::Sender<Inbound>,
+) {
+    while let Some((seq, effect)) = rx.recv().await {
         let mut pause = WRITE_RETRY_FIRST;
         for attempt in 1..=WRITE_ATTEMPTS {
             let result = match &effect {
@@ -336,6 +349,9 @@ async fn ledger_writer(ledger: Ledger, clock: Clock, mut rx: mpsc::Receiver<Regi
                 }
             }
         }
+        if core.send(Inbound::EffectsDone(seq)).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -343,10 +359,11 @@ async fn core_task(
     mut endpoint: Endpoint,
     mut rx: mpsc::Receiver<Inbound>,
     udp: Option<Arc<UdpSocket>>,
-    effects: mpsc::Sender<RegistryEffect>,
+    effects: mpsc::Sender<(u64, RegistryEffect)>,
     clock: Clock,
 ) {
     let mut effects_dropped: u64 = 0;
+    let mut effect_seq: u64 = 0;
     let mut writers: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
     loop {
         let deadline = endpoint.poll_timeout().map(Instant::from_std);
@@ -376,9 +393,13 @@ async fn core_task(
                 // Follow wall-clock adjustments (and `--clock`) at the same pace.
                 endpoint.set_unix_base(Instant::now().into_std(), unix_of(clock.now()));
             }
+            Some(Inbound::EffectsDone(done)) => endpoint.registry_effects_done(now, done),
         }
         while let Some(effect) = endpoint.poll_registry_effect() {
-            if effects.try_send(effect).is_err() {
+            effect_seq += 1;
+            if effects.try_send((effect_seq, effect)).is_err() {
+                // Not written: do not keep its REGISTER waiting (memory still has the binding).
+                endpoint.registry_effects_done(now, effect_seq);
                 effects_dropped += 1;
                 if effects_dropped.is_power_of_two() {
                     tracing::error!(

@@ -430,7 +430,8 @@ impl Endpoint {
         // A binding expiring at unix second D is due at the instant unix_now() reaches D.
         let registry = self.unix_base.and_then(|(at, unix)| {
             let due = Duration::from_secs(self.registry.poll_timeout()?);
-            Some(at + due.saturating_sub(unix))
+            // `checked_add`: a far-future expiry (a hand-edited ledger row) must not panic.
+            at.checked_add(due.saturating_sub(unix))
         });
         match (layer, registry) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -4,8 +4,10 @@
 //! the restarted daemon lists the binding in the 200 of a binding query (RFC 3261 §10.2.3)
 //! without the phone registering again.
 //!
-//! SIPp 3.6 (Debian sip-tester) answers only MD5 challenges and fails on any SHA-256 one, so
-//! the daemon here runs with a seat profile offering `digest_algorithms = ["MD5"]`.
+//! The seat profile is the default one apart from its path: `digest_algorithms` defaults to
+//! `["MD5", "SHA-256"]`, which SIPp 3.6 (Debian sip-tester, MD5 only, reads the first
+//! challenge) handles; offered the other way round it fails with "authentication must use MD5
+//! or AKAv1-MD5".
 
 mod common;
 
@@ -40,7 +42,7 @@ fn profiles_dir(env: &Env) -> PathBuf {
     std::fs::write(
         dir.join("seats.toml"),
         "[seats]\nrealm = \"smartdesk\"\nmin_expires = 60\nmax_expires = 3600\n\
-         default_expires = 600\ndigest_algorithms = [\"MD5\"]\n",
+         default_expires = 600\n",
     )
     .expect("write profile");
     dir

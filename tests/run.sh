@@ -39,6 +39,7 @@ ensure_postgres() {
 }
 
 ensure_postgres
+need_pkg sipp sip-tester   # tests/seat_register.rs drives the registrar with SIPp
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -100,8 +100,8 @@ pub struct SeatProfile {
     ///
     /// Why MD5 first by default, although RFC 8760 §2.4 lists the preferred (SHA-256) first:
     /// clients that look only at the first challenge and know only MD5 fail outright when it
-    /// says SHA-256 (PJSIP up to 2.10, hence older MicroSIP builds; Twinkle), and SIPp 3.6
-    /// fails as soon as any challenge says SHA-256. With MD5 first every client registers,
+    /// says SHA-256 (PJSIP up to 2.10, hence older MicroSIP builds; Twinkle; SIPp 3.6, which
+    /// answers the first `algorithm=` it sees). With MD5 first every client registers,
     /// and a client that prefers SHA-256 may still pick it. Offering MD5 at all is what sets
     /// the security level (its HA1 is stored and accepted), so the order costs little.
     /// A fleet known to speak SHA-256 can use `["SHA-256", "MD5"]` or `["SHA-256"]`.

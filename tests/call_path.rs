@@ -375,3 +375,158 @@ async fn sipp_plays_a_g711_recording_through_the_relay() {
     assert!(got >= 100, "only {got} RTP packets reached the seat");
     env.cleanup().await;
 }
+
+/// An INVITE written by the test itself, from `sock`, for refusals and retransmissions.
+fn raw_invite(sock: &UdpSocket, number: &str, call_id: &str, branch: &str) -> String {
+    let me = sock.local_addr().expect("addr");
+    let sdp = format!(
+        "v=0\r\no=c 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+        ip = me.ip()
+    );
+    format!(
+        "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:0901111222@{ip}>;tag=f-{call_id}\r\nTo: <sip:{number}@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:c@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        ip = me.ip()
+    )
+}
+
+/// Sends `msg` and collects the status codes received until a final one (or `within`).
+fn statuses(sock: &UdpSocket, to: u16, msg: &str, within: Duration) -> Vec<u16> {
+    sock.send_to(msg.as_bytes(), ("127.0.0.1", to)).expect("send");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let code = std::str::from_utf8(&buf[..n])
+                .ok()
+                .and_then(|t| t.strip_prefix("SIP/2.0 "))
+                .and_then(|t| t.get(..3))
+                .and_then(|c| c.parse().ok());
+            if let Some(c) = code {
+                out.push(c);
+                if c >= 200 {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+e2e_both!(refusals_are_not_counted_and_a_call_is_counted_once, |env| {
+    let mut d = setup(&env, OPEN);
+    let carrier = UdpSocket::bind("127.0.0.1:0").expect("carrier");
+    // An unassigned number: 404, nothing in the ledger.
+    let st = statuses(
+        &carrier,
+        d.sip_port,
+        &raw_invite(&carrier, "0399999999", "unassigned-1", "u1"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(st.last(), Some(&404), "{st:?}");
+    // A source that is no configured trunk: 403 at once, nothing counted.
+    let stranger = UdpSocket::bind("127.0.0.2:0").expect("127.0.0.2");
+    let st = statuses(
+        &stranger,
+        d.sip_port,
+        &raw_invite(&stranger, NUMBER, "stranger-1", "s1"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(st, [403]);
+    // No seat is registered: the call is counted and refused as overflow. Retransmissions
+    // and a re-sent copy on a new branch do not count again.
+    let invite = raw_invite(&carrier, NUMBER, "once-1", "o1");
+    let st = statuses(&carrier, d.sip_port, &invite, Duration::from_secs(5));
+    assert_eq!(st.first(), Some(&100), "only 100 before the row: {st:?}");
+    assert_eq!(st.last(), Some(&480), "{st:?}");
+    for _ in 0..3 {
+        carrier
+            .send_to(invite.as_bytes(), ("127.0.0.1", d.sip_port))
+            .expect("retransmit");
+    }
+    let resent = raw_invite(&carrier, NUMBER, "once-1", "o2");
+    statuses(&carrier, d.sip_port, &resent, Duration::from_secs(2));
+    let calls = settled_calls(&env, &d);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["call_id"], "once-1");
+    assert_eq!(calls[0]["outcome"], "overflow");
+    assert_eq!(calls[0]["billable"], true);
+    assert!(d.log_text().contains("unassigned"), "the 404 is logged");
+    assert_eq!(d.stop(), Some(0));
+});
+
+e2e_both!(kill_9_loses_no_call_and_no_seat, |env| {
+    let mut d = setup(&env, OPEN);
+    let (_a, b) = media_sockets();
+    // The operator's phone rings and nobody answers; the daemon dies mid-call.
+    let (mut ringing, seat_port) = seat(&env, &d, "seat", "seat_ring_cancel.xml", port(&b));
+    let carrier = UdpSocket::bind("127.0.0.1:0").expect("carrier");
+    let invite = raw_invite(&carrier, NUMBER, "crash-1", "c1");
+    let st = statuses(&carrier, d.sip_port, &invite, Duration::from_secs(5));
+    assert!(st.contains(&180), "ringing: {st:?}\n{}", d.log_text());
+    d.kill9();
+    ringing.kill9();
+    d.restart(&env);
+    // The call survived, closed by the orphan sweep, still counted.
+    let calls = settled_calls(&env, &d);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["call_id"], "crash-1");
+    assert_eq!(calls[0]["outcome"], "failed");
+    assert_eq!(calls[0]["billable"], true);
+    // The seat registered before the crash is reached without logging in again.
+    let mut phone = sipp(
+        env.dir.path(),
+        "seat2",
+        &d.target(),
+        &[
+            "-sf",
+            scenario("seat_answer.xml").to_str().expect("path"),
+            "-p",
+            &seat_port.to_string(),
+            "-key",
+            "bport",
+            &port(&b).to_string(),
+            "-key",
+            "codec",
+            "0",
+            "-m",
+            "1",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (a2, _) = media_sockets();
+    let mut call = carrier_call(&env, &d, port(&a2));
+    let status = (
+        call.wait(Duration::from_secs(30)),
+        phone.wait(Duration::from_secs(10)),
+    );
+    assert_eq!(
+        status,
+        (Some(0), Some(0)),
+        "{}\n{}\n{}",
+        sipp_trace(env.dir.path(), "carrier"),
+        sipp_trace(env.dir.path(), "seat2"),
+        d.log_text()
+    );
+    // The carrier re-sends the crashed call (new branch): still one row for it.
+    statuses(
+        &carrier,
+        d.sip_port,
+        &raw_invite(&carrier, NUMBER, "crash-1", "c2"),
+        Duration::from_secs(3),
+    );
+    let calls = settled_calls(&env, &d);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls.iter().any(|c| c["outcome"] == "answered"));
+    assert_eq!(d.stop(), Some(0));
+});
+
+fn carrier_call(env: &Env, d: &Daemon, aport: u16) -> Proc {
+    carrier(env, d, "carrier_call.xml", aport, 500)
+}

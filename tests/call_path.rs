@@ -395,7 +395,8 @@ fn raw_invite(sock: &UdpSocket, number: &str, call_id: &str, branch: &str) -> St
 
 /// Sends `msg` and collects the status codes received until a final one (or `within`).
 fn statuses(sock: &UdpSocket, to: u16, msg: &str, within: Duration) -> Vec<u16> {
-    sock.send_to(msg.as_bytes(), ("127.0.0.1", to)).expect("send");
+    sock.send_to(msg.as_bytes(), ("127.0.0.1", to))
+        .expect("send");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
     let deadline = Instant::now() + within;
@@ -529,4 +530,117 @@ e2e_both!(kill_9_loses_no_call_and_no_seat, |env| {
 
 fn carrier_call(env: &Env, d: &Daemon, aport: u16) -> Proc {
     carrier(env, d, "carrier_call.xml", aport, 500)
+}
+
+/// baresip, a real softphone, as the operator's seat: it registers with digest auth,
+/// auto-answers, and its audio (a sine tone) reaches the caller through the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_seat_answers_and_its_audio_reaches_the_caller() {
+    let env = Env::new(common::Db::Sqlite).await;
+    let d = setup(&env, OPEN);
+    let cfg = env.dir.path().join("baresip");
+    std::fs::create_dir_all(&cfg).expect("baresip dir");
+    let sip_port = common::peers::free_udp_port();
+    let rtp = common::peers::free_port_range(20);
+    // What the operator says: 10 s of a 440 Hz tone, 8 kHz 16-bit (baresip's aufile source).
+    let tone: Vec<i16> = (0..80_000)
+        .map(|i| ((i as f64 * 440.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16)
+        .collect();
+    std::fs::write(
+        cfg.join("tone.wav"),
+        smartdesk::media::wav::write_wav_pcm16_8k(&tone).expect("wav"),
+    )
+    .expect("tone");
+    std::fs::write(
+        cfg.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nsip_trans_def udp\n\
+             audio_player alsa,null\naudio_source aufile,{tone}\naudio_alert alsa,null\n\
+             rtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule alsa.so\nmodule aufile.so\nmodule_app account.so\n",
+            rtp + 19,
+            tone = cfg.join("tone.wav").display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        cfg.join("accounts"),
+        format!(
+            "<sip:op1@127.0.0.1:{};transport=udp>;auth_pass={SEAT_PASSWORD};\
+             answermode=auto;regint=600;audio_codecs=PCMU\n",
+            d.sip_port
+        ),
+    )
+    .expect("accounts");
+    let log = std::fs::File::create(env.dir.path().join("baresip.log")).expect("log");
+    let mut phone = Proc {
+        child: std::process::Command::new("baresip")
+            .args(["-f", cfg.to_str().expect("path"), "-t", "60"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn baresip (Debian package baresip)"),
+        name: "baresip",
+    };
+    // Logged in: baresip reports the binding the registrar granted. (`seat list` judges
+    // liveness by real time, and this daemon runs at a `--clock` instant.)
+    let blog = env.dir.path().join("baresip.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&blog)
+        .unwrap_or_default()
+        .contains("200 OK () [1 binding]")
+    {
+        assert!(
+            Instant::now() < deadline && phone.running(),
+            "baresip did not register:\n{}\n{}",
+            std::fs::read_to_string(&blog).unwrap_or_default(),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ledger = env.ledger().await;
+    assert_eq!(
+        ledger
+            .live_registrations(0)
+            .await
+            .expect("registrations")
+            .len(),
+        1,
+        "the binding is in the ledger"
+    );
+    let a = UdpSocket::bind("127.0.0.1:0").expect("a");
+    let mut call = carrier(&env, &d, "carrier_call.xml", port(&a), 4000);
+    // The tone from baresip arrives at the caller's media address.
+    a.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        if let Ok((n, _)) = a.recv_from(&mut buf) {
+            if n > 12 && buf[0] >> 6 == 2 {
+                got += 1;
+            }
+        }
+    }
+    let code = call.wait(Duration::from_secs(30));
+    phone.stop(Duration::from_secs(5));
+    assert_eq!(
+        code,
+        Some(0),
+        "{}\n{}\n{}",
+        sipp_trace(env.dir.path(), "carrier"),
+        std::fs::read_to_string(env.dir.path().join("baresip.log")).unwrap_or_default(),
+        d.log_text()
+    );
+    assert!(
+        got >= 100,
+        "only {got} RTP packets from baresip reached the caller"
+    );
+    let calls = settled_calls(&env, &d);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["outcome"], "answered");
+    assert_eq!(calls[0]["seat"], "op1");
+    env.cleanup().await;
 }

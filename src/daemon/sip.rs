@@ -248,8 +248,10 @@ pub const RING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent calls; each holds two RTP port pairs, so the port range bounds it too.
 pub const MAX_CALLS: usize = 20_000;
 
-/// The address peers must use for us: `sip.advertised_address`, else the listen address
-/// unless it is a wildcard (then there is no right answer and the operator must say).
+/// The address peers must use for us (Via, Contact, SDP): `sip.advertised_address`, else
+/// the listen address, else — when listening on a wildcard — the address this host would
+/// use to reach the outside (a UDP `connect` sets the route and sends nothing), else
+/// loopback with a warning.
 pub fn advertised(cfg: &crate::config::Config) -> Result<SocketAddr, String> {
     if !cfg.sip.advertised_address.is_empty() {
         let ip: IpAddr = cfg
@@ -259,14 +261,36 @@ pub fn advertised(cfg: &crate::config::Config) -> Result<SocketAddr, String> {
             .map_err(|_| "sip.advertised_address: not an IP address".to_owned())?;
         return Ok(SocketAddr::new(ip, cfg.sip.listen.port()));
     }
-    if cfg.sip.listen.ip().is_unspecified() {
-        return Err(
-            "sip.advertised_address: required when sip.listen is a wildcard address (which of \
-             this host's addresses should peers send to?)"
-                .to_owned(),
-        );
+    if !cfg.sip.listen.ip().is_unspecified() {
+        return Ok(cfg.sip.listen);
     }
-    Ok(cfg.sip.listen)
+    let probe = if cfg.sip.listen.is_ipv4() {
+        ("0.0.0.0:0", "192.0.2.1:9")
+    } else {
+        ("[::]:0", "[2001:db8::1]:9")
+    };
+    let routed = std::net::UdpSocket::bind(probe.0)
+        .and_then(|s| s.connect(probe.1).map(|()| s))
+        .and_then(|s| s.local_addr());
+    match routed {
+        Ok(a) if !a.ip().is_unspecified() => {
+            tracing::info!(address = %a.ip(), "sip.advertised_address not set; using the host's routed address");
+            Ok(SocketAddr::new(a.ip(), cfg.sip.listen.port()))
+        }
+        _ => {
+            tracing::warn!(
+                "sip.advertised_address not set and no route found; advertising loopback"
+            );
+            Ok(SocketAddr::new(
+                if cfg.sip.listen.is_ipv4() {
+                    IpAddr::from([127, 0, 0, 1])
+                } else {
+                    IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+                },
+                cfg.sip.listen.port(),
+            ))
+        }
+    }
 }
 
 /// Runs the SIP edge until aborted.

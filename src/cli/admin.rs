@@ -585,15 +585,53 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
         }
         SeatCmd::List => {
             let seats = ledger.seats().await?;
+            // Bindings the registrar keeps in the ledger (the daemon writes them behind its
+            // in-memory table, normally within milliseconds of the 200 OK).
+            let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+            let bindings = ledger.live_registrations(now).await?;
+            let contacts_of = |id: i64| -> Vec<serde_json::Value> {
+                bindings
+                    .iter()
+                    .filter(|b| b.seat_id == id)
+                    .map(|b| {
+                        let expires = i64::try_from(b.expires_at)
+                            .ok()
+                            .and_then(|t| chrono::DateTime::<Utc>::from_timestamp(t, 0));
+                        serde_json::json!({
+                            "contact": b.contact,
+                            "source": b.source.to_string(),
+                            "transport": b.transport.as_str(),
+                            "expires_at": expires,
+                        })
+                    })
+                    .collect()
+            };
             if g.json {
-                print_json(&seats)?;
+                let mut out = Vec::new();
+                for s in &seats {
+                    let mut v =
+                        serde_json::to_value(s).map_err(|e| CliError::Other(anyhow::anyhow!(e)))?;
+                    let contacts = contacts_of(s.id);
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("registered".into(), (!contacts.is_empty()).into());
+                        o.insert("contacts".into(), contacts.into());
+                    }
+                    out.push(v);
+                }
+                print_json(&out)?;
             } else {
                 for s in seats {
+                    let n = contacts_of(s.id).len();
                     println!(
-                        "{:<16} realm {:<12} web login: {}",
+                        "{:<16} realm {:<12} web login: {}  registered: {}",
                         s.name,
                         s.realm,
-                        yn(s.web_login)
+                        yn(s.web_login),
+                        if n == 0 {
+                            "no".to_string()
+                        } else {
+                            format!("yes ({n} contact{})", if n == 1 { "" } else { "s" })
+                        }
                     );
                 }
             }

@@ -19,7 +19,7 @@
 //! max_expires = 3600
 //! default_expires = 600
 //! codecs = ["PCMU", "PCMA"]
-//! digest_algorithms = ["MD5", "SHA-256"]   # WWW-Authenticate order (see below)
+//! digest_algorithms = ["MD5"]              # WWW-Authenticate order; ["SHA-256", "MD5"] for RFC 8760 fleets
 //! domains = []                              # accepted To hosts; empty = any
 //! ```
 
@@ -100,11 +100,17 @@ pub struct SeatProfile {
     ///
     /// Why MD5 first by default, although RFC 8760 §2.4 lists the preferred (SHA-256) first:
     /// clients that look only at the first challenge and know only MD5 fail outright when it
-    /// says SHA-256 (PJSIP up to 2.10, hence older MicroSIP builds; Twinkle), and SIPp 3.6
-    /// fails as soon as any challenge says SHA-256. With MD5 first every client registers,
+    /// says SHA-256 (PJSIP up to 2.10, hence older MicroSIP builds; Twinkle; SIPp 3.6, which
+    /// answers the first `algorithm=` it sees). With MD5 first every client registers,
     /// and a client that prefers SHA-256 may still pick it. Offering MD5 at all is what sets
     /// the security level (its HA1 is stored and accepted), so the order costs little.
     /// A fleet known to speak SHA-256 can use `["SHA-256", "MD5"]` or `["SHA-256"]`.
+    ///
+    /// Why only MD5 by default: baresip 1.0 (Debian 12) gives up on the whole 401 when any
+    /// challenge in it names an algorithm it does not know ("Register: Function not
+    /// implemented"), even with an MD5 one beside it (tests/call_path.rs shows it working
+    /// with the default). Since offering MD5 is what sets the security level anyway, the
+    /// default offers what every softphone understands; RFC 8760 SHA-256 is one line away.
     #[serde(default = "default_digest_algorithms")]
     pub digest_algorithms: Vec<String>,
     /// Host names and addresses phones may use in the `To` of a REGISTER (RFC 3261 §10.3
@@ -116,7 +122,7 @@ pub struct SeatProfile {
 }
 
 fn default_digest_algorithms() -> Vec<String> {
-    vec!["MD5".into(), "SHA-256".into()]
+    vec!["MD5".into()]
 }
 
 /// Below a minute, a few hundred seats re-registering would dominate the signalling load.
@@ -451,7 +457,7 @@ mod tests {
     fn seat_digest_algorithms_and_domains() {
         use crate::sip::auth::Algorithm;
         let d = SeatProfile::default();
-        assert_eq!(d.algorithms(), vec![Algorithm::Md5, Algorithm::Sha256]);
+        assert_eq!(d.algorithms(), vec![Algorithm::Md5]);
         assert!(d.problems().is_empty());
         let s = SeatProfile {
             digest_algorithms: vec!["sha-256".into()],

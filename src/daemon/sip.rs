@@ -19,9 +19,10 @@
 //!  core ── poll_registry_effect ──► bounded mpsc ──► ledger writer task (in order, retries)
 //! ```
 //!
-//! The core never waits for the ledger: a 200 OK for a REGISTER goes out before its row is
-//! committed (normally within milliseconds). A daemon killed in that window loses that one
-//! registration or refresh from the ledger; the phone restores it at its next refresh.
+//! The core never waits for the ledger, but a REGISTER that changed bindings is answered only
+//! when the writer reports its rows done (`Inbound::EffectsDone`): a phone that saw 200 OK is
+//! in the ledger, `kill -9` or not. Should a write fail for good (after retries) the answer is
+//! still sent: the binding works from memory, and the error is logged.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -121,6 +122,8 @@ enum Inbound {
     },
     /// Fresh seat credentials from the ledger.
     Credentials(Vec<SeatCredential>),
+    /// The ledger writer finished registry effects up to this number.
+    EffectsDone(u64),
 }
 
 /// The transaction timers from `[sip]` (T1, T2, T4; the rest stay at RFC 3261 values).
@@ -245,8 +248,10 @@ pub const RING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent calls; each holds two RTP port pairs, so the port range bounds it too.
 pub const MAX_CALLS: usize = 20_000;
 
-/// The address peers must use for us: `sip.advertised_address`, else the listen address
-/// unless it is a wildcard (then there is no right answer and the operator must say).
+/// The address peers must use for us (Via, Contact, SDP): `sip.advertised_address`, else
+/// the listen address, else — when listening on a wildcard — the address this host would
+/// use to reach the outside (a UDP `connect` sets the route and sends nothing), else
+/// loopback with a warning.
 pub fn advertised(cfg: &crate::config::Config) -> Result<SocketAddr, String> {
     if !cfg.sip.advertised_address.is_empty() {
         let ip: IpAddr = cfg
@@ -256,14 +261,36 @@ pub fn advertised(cfg: &crate::config::Config) -> Result<SocketAddr, String> {
             .map_err(|_| "sip.advertised_address: not an IP address".to_owned())?;
         return Ok(SocketAddr::new(ip, cfg.sip.listen.port()));
     }
-    if cfg.sip.listen.ip().is_unspecified() {
-        return Err(
-            "sip.advertised_address: required when sip.listen is a wildcard address (which of \
-             this host's addresses should peers send to?)"
-                .to_owned(),
-        );
+    if !cfg.sip.listen.ip().is_unspecified() {
+        return Ok(cfg.sip.listen);
     }
-    Ok(cfg.sip.listen)
+    let probe = if cfg.sip.listen.is_ipv4() {
+        ("0.0.0.0:0", "192.0.2.1:9")
+    } else {
+        ("[::]:0", "[2001:db8::1]:9")
+    };
+    let routed = std::net::UdpSocket::bind(probe.0)
+        .and_then(|s| s.connect(probe.1).map(|()| s))
+        .and_then(|s| s.local_addr());
+    match routed {
+        Ok(a) if !a.ip().is_unspecified() => {
+            tracing::info!(address = %a.ip(), "sip.advertised_address not set; using the host's routed address");
+            Ok(SocketAddr::new(a.ip(), cfg.sip.listen.port()))
+        }
+        _ => {
+            tracing::warn!(
+                "sip.advertised_address not set and no route found; advertising loopback"
+            );
+            Ok(SocketAddr::new(
+                if cfg.sip.listen.is_ipv4() {
+                    IpAddr::from([127, 0, 0, 1])
+                } else {
+                    IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+                },
+                cfg.sip.listen.port(),
+            ))
+        }
+    }
 }
 
 /// Runs the SIP edge until aborted.
@@ -307,8 +334,6 @@ pub(super) async fn run(
     };
     endpoint.set_unix_base(Instant::now().into_std(), unix_of(d.clock.now()));
     prime_registry(&mut endpoint, &d.ledger, d.clock).await;
-    let (effects_tx, effects_rx) = mpsc::channel(EFFECT_QUEUE);
-    let writer = tokio::spawn(ledger_writer(d.ledger.clone(), d.clock, effects_rx));
     let (admit_tx, admit_rx) = mpsc::channel(ADMIT_QUEUE);
     let (admitted_tx, admitted_rx) = mpsc::channel(ADMIT_QUEUE);
     let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
@@ -318,6 +343,13 @@ pub(super) async fn run(
     let updates = tokio::spawn(admission::run_updates(d.ledger.clone(), update_rx));
     let udp = udp.map(Arc::new);
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
+    let (effects_tx, effects_rx) = mpsc::channel(EFFECT_QUEUE);
+    let writer = tokio::spawn(ledger_writer(
+        d.ledger.clone(),
+        d.clock,
+        effects_rx,
+        tx.clone(),
+    ));
     let core = tokio::spawn(core_task(
         Core {
             endpoint,
@@ -327,6 +359,7 @@ pub(super) async fn run(
             updates: update_tx,
             registrations: effects_tx,
             registrations_dropped: 0,
+            registrations_seq: 0,
             clock: d.clock,
             media_timeout: Duration::from_secs(cfg.media.media_timeout_s),
         },
@@ -393,11 +426,16 @@ async fn refresh_credentials(ledger: Ledger, realm: String, tx: mpsc::Sender<Inb
     }
 }
 
-/// Performs registration writes in the order the core emitted them. A failing write is
-/// retried [`WRITE_ATTEMPTS`] times, then logged and dropped; nothing here can panic or
-/// stall the core.
-async fn ledger_writer(ledger: Ledger, clock: Clock, mut rx: mpsc::Receiver<RegistryEffect>) {
-    while let Some(effect) = rx.recv().await {
+/// Performs registration writes in the order the core emitted them and reports each one done
+/// to the core. A failing write is retried [`WRITE_ATTEMPTS`] times, then logged and dropped;
+/// nothing here can panic or stall the core (which never waits on this task).
+async fn ledger_writer(
+    ledger: Ledger,
+    clock: Clock,
+    mut rx: mpsc::Receiver<(u64, RegistryEffect)>,
+    core: mpsc::Sender<Inbound>,
+) {
+    while let Some((seq, effect)) = rx.recv().await {
         let mut pause = WRITE_RETRY_FIRST;
         for attempt in 1..=WRITE_ATTEMPTS {
             let result = match &effect {
@@ -425,6 +463,9 @@ async fn ledger_writer(ledger: Ledger, clock: Clock, mut rx: mpsc::Receiver<Regi
                 }
             }
         }
+        if core.send(Inbound::EffectsDone(seq)).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -435,8 +476,10 @@ struct Core {
     prompts: Prompts,
     admit: mpsc::Sender<(u64, AdmitRequest)>,
     updates: mpsc::Sender<CallUpdate>,
-    registrations: mpsc::Sender<RegistryEffect>,
+    registrations: mpsc::Sender<(u64, RegistryEffect)>,
     registrations_dropped: u64,
+    /// Registry effects are numbered in order; the writer reports the last one done.
+    registrations_seq: u64,
     clock: Clock,
     media_timeout: Duration,
 }
@@ -447,7 +490,11 @@ impl Core {
     /// start closes; registration writes, which the next REGISTER repeats).
     fn perform_effects(&mut self, now: std::time::Instant) {
         while let Some(effect) = self.endpoint.poll_registry_effect() {
-            if self.registrations.try_send(effect).is_err() {
+            self.registrations_seq += 1;
+            let seq = self.registrations_seq;
+            if self.registrations.try_send((seq, effect)).is_err() {
+                // Not written: do not keep its REGISTER waiting (memory still has the binding).
+                self.endpoint.registry_effects_done(now, seq);
                 self.registrations_dropped += 1;
                 if self.registrations_dropped.is_power_of_two() {
                     tracing::error!(
@@ -581,6 +628,7 @@ async fn core_task(
                 writers.remove(&conn);
                 endpoint.registry_mut().connection_closed(conn);
             }
+            Input::Net(Inbound::EffectsDone(done)) => endpoint.registry_effects_done(now, done),
             Input::Net(Inbound::Credentials(creds)) => {
                 endpoint.registry_mut().set_credentials(creds);
                 // Follow wall-clock adjustments (and `--clock`) at the same pace.

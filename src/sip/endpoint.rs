@@ -16,7 +16,9 @@
 //!
 //! The registrar works in unix seconds (bindings outlive the process); the edge supplies the
 //! mapping from `Instant` once with [`Endpoint::set_unix_base`], so the core still reads no
-//! clock. Its ledger writes come out of [`Endpoint::poll_registry_effect`].
+//! clock. Its ledger writes come out of [`Endpoint::poll_registry_effect`]; a REGISTER that
+//! changed bindings is answered only once the edge reports those writes done
+//! ([`Endpoint::registry_effects_done`]), so a 200 OK means the binding survives `kill -9`.
 //!
 //! Responses go back to the address and port the request came from, whether or not the Via
 //! asks for `rport` (symmetric response routing, as Asterisk's default `force_rport` and
@@ -367,6 +369,10 @@ pub struct Endpoint {
     unix_base: Option<(Instant, Duration)>,
     /// Source address of the message being handled (stream peers' [`PeerId`]s do not carry it).
     inbound_src: Option<SocketAddr>,
+    /// Set by the REGISTER arm: the answer waits for registry effects up to this number.
+    hold_until: Option<u64>,
+    /// REGISTER answers waiting for their ledger writes: `(effect number, transaction, answer)`.
+    held: Vec<(u64, TsxKey, Message)>,
 }
 
 /// The call path's view of the registrar: every seat with a reachable binding, its most
@@ -419,6 +425,8 @@ impl Endpoint {
             registry,
             unix_base: None,
             inbound_src: None,
+            hold_until: None,
+            held: Vec::new(),
         })
     }
 
@@ -444,7 +452,8 @@ impl Endpoint {
         &mut self.registry
     }
 
-    /// The next ledger write of the registrar; drain after every `handle_*` call.
+    /// The next ledger write of the registrar; drain after every `handle_*` call. Effects are
+    /// numbered from 1 in the order polled (see [`Self::registry_effects_done`]).
     pub fn poll_registry_effect(&mut self) -> Option<RegistryEffect> {
         self.registry.poll_effect()
     }
@@ -476,6 +485,23 @@ impl Endpoint {
         if let Some(b) = self.b2bua.as_mut() {
             b.handle_media(&mut self.io, now, call, notice, &self.registry);
         }
+    }
+
+    /// The edge has finished the registry effects numbered up to `done` (committed, or given
+    /// up on after retries): REGISTER answers that waited for them are sent now.
+    pub fn registry_effects_done(&mut self, now: Instant, done: u64) {
+        if self.held.is_empty() {
+            return;
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            self.held.drain(..).partition(|(n, _, _)| *n <= done);
+        self.held = waiting;
+        for (_, key, response) in ready {
+            if let Err(e) = self.io.layer.send_response(now, &key, envelope(&response)) {
+                tracing::debug!(error = %e, "REGISTER transaction gone before its answer");
+            }
+        }
+        self.drain_events(now, None, None);
     }
 
     /// One UDP datagram from `src` (RFC 3261 §18.3: one datagram, one message).
@@ -542,7 +568,8 @@ impl Endpoint {
         // A binding expiring at unix second D is due at the instant unix_now() reaches D.
         let registry = self.unix_base.and_then(|(at, unix)| {
             let due = Duration::from_secs(self.registry.poll_timeout()?);
-            Some(at + due.saturating_sub(unix))
+            // `checked_add`: a far-future expiry (a hand-edited ledger row) must not panic.
+            at.checked_add(due.saturating_sub(unix))
         });
         [layer, calls, registry].into_iter().flatten().min()
     }
@@ -589,13 +616,20 @@ impl Endpoint {
                     let Some(response) = self.answer(now, from, request, &msg) else {
                         continue;
                     };
+                    if let Some(n) = self.hold_until.take() {
+                        self.held.push((n, key, response));
+                        continue;
+                    }
                     self.io.respond(now, &key, &response);
                 }
                 // RFC 2543 peers (no magic cookie, inv2543.dat, badbranch.dat): answered
                 // statelessly (§17.2.3 matching is not implemented).
                 TsxEvent::NoTransactionMatch { msg, from, .. } => {
                     let Some(request) = current else { continue };
-                    if let Some(response) = self.answer(now, from, request, &msg) {
+                    let response = self.answer(now, from, request, &msg);
+                    // Stateless: nothing can wait for the ledger here.
+                    self.hold_until = None;
+                    if let Some(response) = response {
                         self.io
                             .layer
                             .send_stateless(from, Arc::from(response.to_bytes().as_ref()));
@@ -752,7 +786,12 @@ impl Endpoint {
                     (Destination::Stream(_), Some(a)) => a,
                     (Destination::Stream(_), None) => return reply(500, "Server Internal Error"),
                 };
+                let before = self.registry.effects_emitted();
                 let response = self.registry.handle_register(unix, request, src, dest);
+                let after = self.registry.effects_emitted();
+                if after > before {
+                    self.hold_until = Some(after);
+                }
                 Some(response.with_to_tag(&tag))
             }
             // Without the call path (tests of the bare endpoint) callers hear "unavailable"
@@ -1045,7 +1084,18 @@ mod tests {
             )
         };
         ep.handle_datagram(t0, src(), register("r2", 2, &auth("00000001")).as_bytes());
+        assert!(
+            drain(&mut ep).is_empty(),
+            "the 200 waits for the ledger write"
+        );
+        // A retransmission meanwhile is absorbed by the server transaction.
+        ep.handle_datagram(t0, src(), register("r2", 2, &auth("00000001")).as_bytes());
+        assert!(drain(&mut ep).is_empty());
+        ep.registry_effects_done(t0, 0);
+        assert!(drain(&mut ep).is_empty());
+        ep.registry_effects_done(t0, 1);
         let out = drain(&mut ep);
+        assert_eq!(out.len(), 1);
         assert_eq!(out[0].1.status(), Some(200));
         assert_eq!(
             out[0].1.header("Contact"),
@@ -1070,6 +1120,7 @@ mod tests {
         while let Some(f) = framer.next_frame() {
             ep.handle_stream(t0, conn, src(), f);
         }
+        ep.registry_effects_done(t0, 2);
         let out: Vec<Outbound> = std::iter::from_fn(|| ep.poll_transmit()).collect();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].to, Destination::Stream(conn));

@@ -233,6 +233,8 @@ pub struct SeatRegistry {
     /// Seat name → its bindings. Ordered, so iteration (and the ACD's view) is deterministic.
     bindings: BTreeMap<String, Vec<Entry>>,
     effects: VecDeque<RegistryEffect>,
+    /// Effects queued since start: the n-th effect polled is number n.
+    emitted: u64,
 }
 
 impl SeatRegistry {
@@ -273,6 +275,7 @@ impl SeatRegistry {
             credentials: HashMap::new(),
             bindings: BTreeMap::new(),
             effects: VecDeque::new(),
+            emitted: 0,
         }
     }
 
@@ -468,6 +471,7 @@ impl SeatRegistry {
         let entries = self.bindings.entry(seat.to_owned()).or_default();
         for r in outcome.removals {
             entries.retain(|e| !sip_uri_eq(&e.binding.contact_uri, &r.contact_uri));
+            self.emitted += 1;
             self.effects.push_back(RegistryEffect::Remove {
                 aor: r.aor.as_str().to_owned(),
                 contact: r.contact_uri,
@@ -485,6 +489,7 @@ impl SeatRegistry {
                 transport: SeatTransport::of(dest),
                 dest: Some(dest),
             };
+            self.emitted += 1;
             self.effects
                 .push_back(RegistryEffect::Upsert(entry.stored()));
             match entries
@@ -505,6 +510,12 @@ impl SeatRegistry {
         self.effects.pop_front()
     }
 
+    /// How many effects have been queued since start. Effects are numbered from 1 in
+    /// [`Self::poll_effect`] order, so "effect n is durable" identifies a prefix.
+    pub fn effects_emitted(&self) -> u64 {
+        self.emitted
+    }
+
     /// When the next binding expires (unix seconds): call [`Self::handle_timeout`] then.
     pub fn poll_timeout(&self) -> Option<u64> {
         self.bindings
@@ -517,11 +528,13 @@ impl SeatRegistry {
     /// Drops every binding whose lifetime is over at `now` and queues its removal.
     pub fn handle_timeout(&mut self, now: u64) {
         let effects = &mut self.effects;
+        let emitted = &mut self.emitted;
         self.bindings.retain(|seat, entries| {
             entries.retain(|e| {
                 let live = e.binding.expires_at > now;
                 if !live {
                     tracing::debug!(seat = %seat, "seat binding expired");
+                    *emitted += 1;
                     effects.push_back(RegistryEffect::Remove {
                         aor: e.binding.aor.as_str().to_owned(),
                         contact: e.binding.contact_uri.clone(),

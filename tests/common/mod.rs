@@ -133,3 +133,4 @@ macro_rules! e2e_both {
         }
     };
 }
+pub mod peers;

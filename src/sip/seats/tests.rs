@@ -207,6 +207,9 @@ fn register_with_md5_and_with_sha256() {
         );
         assert_eq!(r.registered_seats().collect::<Vec<_>>(), vec![(1, "op1")]);
         assert_eq!(r.poll_timeout(), Some(T0 + 300));
+        assert_eq!(r.effects_emitted(), 1);
+        r.handle_timeout(T0 + 300);
+        assert_eq!(r.effects_emitted(), 2);
     }
 }
 

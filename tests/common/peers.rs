@@ -1,0 +1,302 @@
+//! Real peers for end-to-end tests: the `smartdesk serve` daemon and SIPp, each started as a
+//! process on loopback and stopped by its pid when the guard drops (also when a test fails).
+#![allow(dead_code)]
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{repo, Env};
+
+/// A process killed (SIGKILL, by pid) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL now and reap.
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `within`; SIGKILL if it is still there. Returns the exit code.
+    pub fn stop(&mut self, within: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+        None
+    }
+
+    /// Waits for the process to exit by itself within `within`; kills it if it does not.
+    pub fn wait(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+        None
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.running() {
+            self.kill9();
+        }
+    }
+}
+
+/// A UDP port free on loopback right now (and its neighbour, for RTP/RTCP pairs).
+pub fn free_udp_port() -> u16 {
+    for _ in 0..200 {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let p = s.local_addr().expect("addr").port();
+        if p % 2 == 0 && p < 65000 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free UDP port pair");
+}
+
+/// A base for `n` consecutive free ports (RTP range), best effort.
+pub fn free_port_range(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (rand_u16() % 20_000) / 2 * 2;
+        let ok = (0..n).all(|i| UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+fn rand_u16() -> u16 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ((t.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)) >> 7) as u16
+}
+
+/// A daemon instance: config file, profiles dir and logs in the env's data dir.
+pub struct Daemon {
+    pub proc: Option<Proc>,
+    pub sip_port: u16,
+    pub rtp_base: u16,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    clock: Option<String>,
+}
+
+/// Weekday 10:00 JST (Wednesday 2026-11-25): the service is open.
+pub const OPEN: &str = "2026-11-25T01:00:00Z";
+/// Weekday 20:00 JST: closed (after hours).
+pub const CLOSED: &str = "2026-11-25T11:00:00Z";
+
+impl Daemon {
+    /// Writes the config (SIP on a free loopback port, a private RTP range, a trunk for
+    /// 127.0.0.1, seats with MD5 first for SIPp) without starting anything.
+    pub fn configure(env: &Env) -> Daemon {
+        let sip_port = free_udp_port();
+        let rtp_base = free_port_range(40);
+        let profiles = env.dir.path().join("profiles");
+        std::fs::create_dir_all(&profiles).expect("profiles dir");
+        std::fs::write(
+            profiles.join("trunk.toml"),
+            "[[trunk]]\nname = \"test-carrier\"\nsources = [\"127.0.0.1/32\"]\n\
+             number_format = \"national\"\ntransports = [\"udp\", \"tcp\"]\n\
+             codecs = [\"PCMU\", \"PCMA\"]\n",
+        )
+        .expect("trunk");
+        std::fs::write(
+            profiles.join("seats.toml"),
+            "[seats]\nrealm = \"smartdesk\"\nmin_expires = 60\nmax_expires = 3600\n\
+             default_expires = 600\ncodecs = [\"PCMU\", \"PCMA\"]\n\
+             digest_algorithms = [\"MD5\"]\n",
+        )
+        .expect("seats");
+        let config = env.dir.path().join("smartdesk.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nprofiles_dir = \"{}\"\n\n\
+                 [media]\nrtp_port_min = {rtp_base}\nrtp_port_max = {}\nmedia_timeout_s = 30\n\n\
+                 [web]\nlisten = \"127.0.0.1:0\"\n",
+                profiles.display(),
+                rtp_base + 39
+            ),
+        )
+        .expect("config");
+        Daemon {
+            proc: None,
+            sip_port,
+            rtp_base,
+            config,
+            log: env.dir.path().join("daemon.log"),
+            clock: None,
+        }
+    }
+
+    /// CLI with this daemon's config and the env's ledger.
+    pub fn cli(&self, env: &Env, args: &[&str]) -> super::Run {
+        let mut full = vec!["--config", self.config.to_str().expect("utf-8 path")];
+        full.extend_from_slice(args);
+        env.run(&full)
+    }
+
+    /// Starts `serve` with the clock at `clock` and waits until it answers OPTIONS.
+    pub fn start(&mut self, env: &Env, clock: &str) {
+        self.clock = Some(clock.to_owned());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = env
+            .command(&["--config", self.config.to_str().expect("path"), "serve"])
+            .args(["--clock", clock])
+            .env("SMARTDESK_LOG", "info,smartdesk=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn smartdesk serve");
+        self.proc = Some(Proc {
+            child,
+            name: "smartdesk",
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.answers_options() {
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not come up; log:\n{}",
+                self.log_text()
+            );
+            assert!(
+                self.proc.as_mut().is_some_and(Proc::running),
+                "daemon exited; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self, env: &Env) {
+        let clock = self.clock.clone().unwrap_or_else(|| OPEN.to_owned());
+        self.start(env, &clock);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill9();
+        }
+        self.proc = None;
+    }
+
+    /// SIGTERM and the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let code = self
+            .proc
+            .as_mut()
+            .and_then(|p| p.stop(Duration::from_secs(10)));
+        self.proc = None;
+        code
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One OPTIONS round trip (the carrier keep-alive) within 300 ms.
+    pub fn answers_options(&self) -> bool {
+        let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+        let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
+        let msg = format!(
+            "OPTIONS sip:ping@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKping{}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:ping@127.0.0.1>\r\nFrom: <sip:t@127.0.0.1>;tag=p\r\n\
+             Call-ID: ping-{}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            self.sip_port,
+            rand_u16(),
+            rand_u16()
+        );
+        if s.send_to(msg.as_bytes(), ("127.0.0.1", self.sip_port))
+            .is_err()
+        {
+            return false;
+        }
+        let mut buf = [0u8; 2048];
+        matches!(s.recv_from(&mut buf), Ok((n, _)) if buf[..n].starts_with(b"SIP/2.0 200"))
+    }
+
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.sip_port)
+    }
+}
+
+/// The repo's SIPp scenario `name` (tests/sipp/).
+pub fn scenario(name: &str) -> PathBuf {
+    repo().join("tests/sipp").join(name)
+}
+
+/// Starts SIPp against `target` with `args` (scenario, keys…), logging into `dir`.
+/// Bounded: `-timeout` ends it, and the guard kills it by pid.
+pub fn sipp(dir: &Path, label: &str, target: &str, args: &[&str]) -> Proc {
+    let trace = dir.join(format!("sipp-{label}"));
+    std::fs::create_dir_all(&trace).expect("trace dir");
+    let child = Command::new("sipp")
+        .arg(target)
+        .args(["-i", "127.0.0.1"])
+        .args(args)
+        .args(["-timeout", "60s", "-timeout_error", "-nostdin"])
+        .args(["-trace_err", "-trace_msg"])
+        .current_dir(&trace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp (Debian package sip-tester)");
+    Proc {
+        child,
+        name: "sipp",
+    }
+}
+
+/// Everything SIPp wrote into its trace dir (messages and errors), for assertions and
+/// failure reports.
+pub fn sipp_trace(dir: &Path, label: &str) -> String {
+    let mut out = String::new();
+    if let Ok(rd) = std::fs::read_dir(dir.join(format!("sipp-{label}"))) {
+        let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            out.push_str(&format!("== {}\n", f.display()));
+            out.push_str(&std::fs::read_to_string(&f).unwrap_or_default());
+        }
+    }
+    out
+}

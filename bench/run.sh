@@ -101,9 +101,11 @@ prefixed() { [ -f "$2" ] && tr ' ' '\n' <"$2" | grep '=' | sed "s/^/$1/" | tr '\
 latency_run() {
     local name=$1 r=$2 dir=$RUN_DIR/$1/r$2-latency pass=0
     mkdir -p "$dir"
+    quiet_gate
     server_up "$dir"
     measured_step "$name" "$dir" "$LAT_CPS" "$((LAT_CPS * LAT_SECS))" "$HOLD_MS"
     server_down "$dir"
+    echo "busy_before_pct=$GATE_BUSY_PCT" >>"$dir/summary"
     step_passed "$dir/summary" "$((LAT_CPS * LAT_SECS))" && pass=1
     log "$name latency @${LAT_CPS} cps: $(tr '\n' ' ' <"$dir/summary")"
     echo "kind=latency server=$name repeat=$r ref_pass=$pass $(prefixed ref. "$dir/summary")" >>"$RAW"

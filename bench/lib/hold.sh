@@ -39,6 +39,7 @@ PY
 memory_step() {
     local dir=$1 n=$2 rate=${MEM_RATE:-500} hold=${MEM_HOLD_MS:-30000} idle busy1 busy2 t0 cur
     mkdir -p "$dir"
+    quiet_gate
     server_up "$dir"
     sleep 1
     idle=$(mem_kb "$SERVER_PID")
@@ -73,6 +74,8 @@ media_step() {
     rate=$(( n / ${RAMP_S:-4} )); [ "$rate" -lt 20 ] && rate=20; [ "$rate" -gt 600 ] && rate=600
     secs=$(( n / rate + hold / 1000 + 60 ))
     read -r gp ep ctl < <(free_ports 3)
+    quiet_gate
+    echo "busy_before_pct=$GATE_BUSY_PCT" >"$dir/gate"
     SEAT_MEDIA_PORT=$ep server_up "$dir"
     spawn "$dir/echo.log" "$RTPLOAD" echo "$ep" "$secs" "$dir/echo.txt"; echo_pid=$LAST_PID
     spawn "$dir/gen.log" "$RTPLOAD" gen "$gp" "$ctl" "$secs" "$dir/gen.txt"; gen_pid=$LAST_PID
@@ -85,7 +88,7 @@ media_step() {
     sleep 0.5
     stop_pid "$gen_pid"; stop_pid "$echo_pid"
     server_down "$dir"
-    cat "$dir/gen.txt" "$dir/echo.txt" 2>/dev/null | tr '\n' ' ' >>"$dir/summary"
+    cat "$dir/gen.txt" "$dir/echo.txt" "$dir/gate" 2>/dev/null | tr '\n' ' ' >>"$dir/summary"
     echo >>"$dir/summary"
     local g e
     g=$dir/summary
@@ -118,7 +121,7 @@ media_passed() {
 # 10 %); bounded by MEDIA_MAX_STEPS and MEDIA_BUDGET_S.  Sets MEDIA_MAX, MEDIA_BEST_DIR.
 search_media() {
     local name=$1 n=$2 cap=$3 lo=0 hi=0 k=0 dir verdict t0
-    t0=$(date +%s); MEDIA_BEST_DIR=
+    t0=$(date +%s); MEDIA_BEST_DIR=; GATE_WAITED_S=0
     while :; do
         k=$((k + 1))
         dir=$RUN_DIR/$name/step$(printf %02d "$k")_n$n
@@ -136,7 +139,7 @@ search_media() {
             [ "$n" -le "$lo" ] && break
         fi
         [ "$k" -ge "${MEDIA_MAX_STEPS:-8}" ] && break
-        [ $(( $(date +%s) - t0 )) -ge "${MEDIA_BUDGET_S:-300}" ] && { log "$name: time budget used up"; break; }
+        [ $(( $(date +%s) - t0 - GATE_WAITED_S )) -ge "${MEDIA_BUDGET_S:-300}" ] && { log "$name: time budget used up"; break; }
     done
     MEDIA_MAX=$lo
 }

@@ -94,6 +94,8 @@ def main():
             "media_max_concurrent": agg(md, "max_concurrent"),
             "media_us_per_pkt": agg(md, "best.server_us_per_pkt"),
             "media_jitter_mean_ms": agg(md, "best.jitter_mean_ms"),
+            "busy_before_pct_max": max(values(s, "best.busy_before_pct") + values(l, "ref.busy_before_pct") or [None],
+                                       key=lambda x: -1 if x is None else x),
             "ledger_rows_ok": [r.get("ledger_ok") for r in s if "ledger_ok" in r],
             "runs": s + l + m + md,
         }
@@ -146,6 +148,10 @@ def main():
         b = base[-1]
         lines.append("media harness baseline (signalling via kamailio, RTP direct): %s calls, loss %s%%, %s"
                      % (b.get("concurrent"), b.get("loss_pct"), "PASS" if b.get("pass") == 1 else "FAIL"))
+    for name, d in (("kamailio", K), ("smartdesk", S)):
+        b = d.get("busy_before_pct_max") if d else None
+        if b is not None and b > 20:
+            lines.append("WARNING: %s figures were measured while other work kept the machine %d%% busy" % (name, b))
     if S.get("ledger_rows_ok"):
         lines.append("smartdesk ledger: answered <= call rows <= placed in %d of %d repeats"
                      % (sum(1 for x in S["ledger_rows_ok"] if x == 1), len(S["ledger_rows_ok"])))

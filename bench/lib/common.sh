@@ -175,7 +175,7 @@ machine_ticks() {
 busy_pct_over() {
     local a b
     a=$(machine_ticks); sleep "$1"; b=$(machine_ticks)
-    echo "$a $b" | awk '{ d = $4 - $2; printf "%d\n", d > 0 ? 100 * ($3 - $1) / d : 0 }'
+    echo "$a $b" | awk '{ d = $4 - $2; printf "%d\n", (d > 0) ? 100 * ($3 - $1) / d : 0 }'
 }
 
 # quiet_gate: before a measurement, wait (at most QUIET_MAX_WAIT_S, default 240 s) until the

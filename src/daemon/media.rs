@@ -108,6 +108,10 @@ const SEND_ATTEMPTS: usize = 4;
 /// many times before the task yields.
 const TIMER_PASSES: usize = 4;
 
+/// Doorbell rings taken per poll (each applies all pending commands, so more than one or two
+/// means the SIP core is ringing as fast as the task polls).
+const COMMAND_PASSES: usize = 4;
+
 /// Errors from [`MediaEdge::start`].
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -263,6 +267,7 @@ impl MediaEdge {
             outbox: Outbox::default(),
             timer: Box::pin(tokio::time::sleep_until(now)),
             armed: None,
+            timer_registered: false,
             timed_out: false,
             send_failures: 0,
             buf: [0; RECV_BUF],
@@ -524,6 +529,8 @@ struct CallTask {
     timer: Pin<Box<Sleep>>,
     /// The deadline `timer` is armed for; `None` when it is not armed (or already fired).
     armed: Option<Instant>,
+    /// `timer` has been polled since its last reset, so it will wake the task.
+    timer_registered: bool,
     /// A `Timeout` was reported and media has not resumed since.
     timed_out: bool,
     send_failures: u64,
@@ -574,15 +581,18 @@ impl CallTask {
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         // Commands: take the ring first, then the slots (a command written after the take
         // rings again).
-        loop {
+        let mut more = true;
+        for _ in 0..COMMAND_PASSES {
             match self.rings.poll_recv(cx) {
                 Poll::Ready(Some(())) => self.apply_commands(),
                 Poll::Ready(None) => return Poll::Ready(Exit::Stopped),
-                Poll::Pending => break,
+                Poll::Pending => {
+                    more = false;
+                    break;
+                }
             }
         }
         let now = tokio::time::Instant::now().into_std();
-        let mut more = false;
         for (i, (leg, kind)) in SOCKETS.into_iter().enumerate() {
             more |= self.drain_socket(cx, i, leg, kind, now);
         }
@@ -794,16 +804,24 @@ impl CallTask {
                     .as_mut()
                     .reset(tokio::time::Instant::from_std(deadline));
                 self.armed = Some(deadline);
+                self.timer_registered = false;
             }
         }
         if self.armed.is_none() {
             return false;
         }
-        if self.timer.as_mut().poll(cx).is_ready() {
+        let fired = if self.timer_registered {
+            // The task's waker is registered with the timer since the last reset; checking is
+            // enough (and cheaper than polling on every packet).
+            self.timer.is_elapsed()
+        } else {
+            self.timer_registered = true;
+            self.timer.as_mut().poll(cx).is_ready()
+        };
+        if fired {
             self.armed = None;
-            return true;
         }
-        false
+        fired
     }
 }
 

@@ -29,9 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use smartdesk::daemon::media::{MediaEdge, MediaError, MediaEvent, Remote};
+use smartdesk::daemon::media::{MediaEdge, MediaError, MediaEvent, RelayConfig, Remote};
 use smartdesk::media::g711::Law;
-use smartdesk::media::relay::RelayConfig;
 use tokio::sync::mpsc;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

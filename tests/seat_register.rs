@@ -32,8 +32,7 @@ impl Drop for Guard {
 }
 
 fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.local_addr().expect("addr").port()
+    common::peers::free_sip_port()
 }
 
 fn profiles_dir(env: &Env) -> PathBuf {

@@ -613,7 +613,11 @@ async fn core_task(
                     MediaEvent::FaxTone { call } => (call, MediaNotice::FaxTone),
                     MediaEvent::Stopped { call, .. } => (call, MediaNotice::Stopped),
                 };
-                endpoint.handle_media(now, call, notice);
+                if notice == MediaNotice::Stopped {
+                    // Also a call task that ended by itself (a caught panic): drop its handle.
+                    core.media.stop(call);
+                }
+                core.endpoint.handle_media(now, call, notice);
             }
             Input::Net(Inbound::Datagram { src, bytes }) => {
                 endpoint.handle_datagram(now, src, &bytes)

@@ -70,22 +70,39 @@ impl Drop for Proc {
     }
 }
 
-/// A UDP port free on loopback right now (and its neighbour, for RTP/RTCP pairs).
+/// A port free on loopback for both UDP and TCP (the daemon binds both), chosen below the
+/// kernel's ephemeral range (32768–60999) so that client sockets of other tests (PostgreSQL
+/// connections, SIPp) cannot take it between our check and the daemon's bind.
+pub fn free_sip_port() -> u16 {
+    for _ in 0..500 {
+        let p = 10_000 + rand_u16() % 10_000;
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no free SIP port");
+}
+
+/// An even UDP port free on loopback with its neighbour (an RTP/RTCP pair), below the
+/// ephemeral range.
 pub fn free_udp_port() -> u16 {
-    for _ in 0..200 {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = s.local_addr().expect("addr").port();
-        if p % 2 == 0 && p < 65000 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+    for _ in 0..500 {
+        let p = (20_000 + rand_u16() % 12_000) & !1;
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+        {
             return p;
         }
     }
     panic!("no free UDP port pair");
 }
 
-/// A base for `n` consecutive free ports (RTP range), best effort.
+/// A base for `n` consecutive free UDP ports (an RTP range), below the ephemeral range.
 pub fn free_port_range(n: u16) -> u16 {
     for _ in 0..200 {
-        let base = 20_000 + (rand_u16() % 20_000) / 2 * 2;
+        let base = (20_000 + rand_u16() % (12_000 - n)) & !1;
         let ok = (0..n).all(|i| UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
         if ok {
             return base;
@@ -95,10 +112,16 @@ pub fn free_port_range(n: u16) -> u16 {
 }
 
 fn rand_u16() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    ((t.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)) >> 7) as u16
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let x = t.subsec_nanos()
+        ^ std::process::id().wrapping_mul(2_654_435_761)
+        ^ n.wrapping_mul(0x9E37_79B9);
+    (x.wrapping_mul(0x85EB_CA6B) >> 16) as u16
 }
 
 /// A daemon instance: config file, profiles dir and logs in the env's data dir.
@@ -120,7 +143,7 @@ impl Daemon {
     /// Writes the config (SIP on a free loopback port, a private RTP range, a trunk for
     /// 127.0.0.1, seats with MD5 first for SIPp) without starting anything.
     pub fn configure(env: &Env) -> Daemon {
-        let sip_port = free_udp_port();
+        let sip_port = free_sip_port();
         let rtp_base = free_port_range(40);
         let profiles = env.dir.path().join("profiles");
         std::fs::create_dir_all(&profiles).expect("profiles dir");

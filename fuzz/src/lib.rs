@@ -42,7 +42,9 @@ pub fn assert_stateless_answer(bytes: &[u8]) {
         let Some((name, _)) = line.split_once(": ") else {
             fail("has a line that is not a header")
         };
-        if name.is_empty() || line.chars().any(|c| c.is_control() && c != '\t') {
+        // ASCII controls only: UTF-8 C1 "controls" are UTF8-NONASCII, legal in TEXT-UTF8char.
+        let control = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+        if name.is_empty() || line.bytes().any(control) {
             fail("has a malformed header line");
         }
     }

@@ -240,19 +240,20 @@ pub fn sip_uri_eq(a: &str, b: &str) -> bool {
     {
         return false;
     }
+    // Both directions: a parameter repeated in one URI (RFC 3261 §19.1.1 forbids it, but it
+    // arrives) is only compared by its first occurrence when looked up from the other side,
+    // so a one-way check made `a == b` differ from `b == a` (found by fuzz/registrar).
+    params_match(&x.params, &y.params) && params_match(&y.params, &x.params)
+}
+
+/// Every parameter of `x` has the same value in `y` where `y` has it, and the ones that must
+/// match are present in `y`.
+fn params_match(x: &[(String, String)], y: &[(String, String)]) -> bool {
     const MUST_MATCH: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
-    let lookup =
-        |ps: &[(String, String)], k: &str| ps.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    for (k, v) in &x.params {
-        match lookup(&y.params, k) {
-            Some(w) if &w != v => return false,
-            None if MUST_MATCH.contains(&k.as_str()) => return false,
-            _ => {}
-        }
-    }
-    y.params
-        .iter()
-        .all(|(k, _)| !MUST_MATCH.contains(&k.as_str()) || lookup(&x.params, k).is_some())
+    x.iter().all(|(k, v)| match y.iter().find(|(n, _)| n == k) {
+        Some((_, w)) => w == v,
+        None => !MUST_MATCH.contains(&k.as_str()),
+    })
 }
 
 #[cfg(test)]
@@ -349,5 +350,24 @@ mod tests {
             "sip:carol@chicago.com",
             "sip:carol@chicago.com?Subject=next%20meeting"
         ));
+    }
+
+    /// Found by fuzz/registrar: with a parameter repeated on one side, the comparison used
+    /// to depend on the argument order.
+    #[test]
+    fn repeated_parameters_compare_symmetrically() {
+        let pairs = [
+            ("sip:a@b;x=1;x=2", "sip:a@b;x=1"),
+            (
+                "sip:a@b;transport=tcp;transport=udp",
+                "sip:a@b;transport=tcp",
+            ),
+            ("sip:a@b;x=1;x=1", "sip:a@b;x=1"),
+        ];
+        for (a, b) in pairs {
+            assert_eq!(sip_uri_eq(a, b), sip_uri_eq(b, a), "{a} / {b}");
+        }
+        assert!(!sip_uri_eq("sip:a@b;x=1;x=2", "sip:a@b;x=1"));
+        assert!(sip_uri_eq("sip:a@b;x=1;x=1", "sip:a@b;x=1"));
     }
 }

@@ -817,6 +817,15 @@ impl B2bua {
             return;
         };
         self.server_invites.remove(&key);
+        // Failing leg A must end its INVITE transaction with a final non-2xx answer. A 1xx
+        // would leave the server transaction proceeding forever and the caller waiting; a
+        // 2xx would start a dialog nobody tracks. `Admission::Reject` carries the edge's
+        // status, so guard here (found by fuzz/endpoint with a Reject of status 109).
+        let (code, reason) = if (300..=699).contains(&code) {
+            (code, reason)
+        } else {
+            (500, "Server Internal Error")
+        };
         let tag = local_tag(&call.a.local);
         if let Some(r) = wire::response(&call.a_invite, code, reason, Some(tag), extra, None) {
             io.respond(now, &key, &r);

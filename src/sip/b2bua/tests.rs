@@ -427,6 +427,29 @@ fn unassigned_number_is_404_and_ledger_failure_is_503() {
     assert!(statuses(&out).contains(&404));
 }
 
+/// Found by fuzz/endpoint: a Reject whose status is not a final failure answered the INVITE
+/// with a provisional, so its server transaction and the caller waited forever.
+#[test]
+fn reject_with_a_non_failure_status_answers_500() {
+    for status in [0, 109, 183, 200, 299, 700, u16::MAX] {
+        let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+        h.feed(CARRIER, &invite("r1", "1", "", OFFER));
+        let out = h.admit(
+            0,
+            Admission::Reject {
+                row: Some(1),
+                status,
+                outcome: Some("not_in_contract"),
+            },
+        );
+        assert_eq!(statuses(&out), [500], "status {status}");
+        assert_eq!(h.calls(), 0);
+        // Unacknowledged, the 500 is retransmitted until timer H ends the transaction.
+        h.advance(Duration::from_secs(64));
+        assert_eq!(h.ep.transactions(), 0, "status {status}");
+    }
+}
+
 #[test]
 fn number_that_is_not_japanese_is_404_before_admission() {
     let mut h = H::new(vec![]);

@@ -1556,6 +1556,7 @@ impl B2bua {
 
     /// Sends BYE on `side` if that leg is established, and drops the leg.
     fn bye(&mut self, io: &mut Io, now: Instant, id: u64, side: Side) {
+        self.end_reinvite(io, now, id);
         let established = self
             .calls
             .get(&id)
@@ -1584,7 +1585,8 @@ impl B2bua {
     }
 
     /// Forgets leg `side` after a BYE from it (or to it).
-    fn hang_up_leg(&mut self, _io: &mut Io, now: Instant, id: u64, side: Side) {
+    fn hang_up_leg(&mut self, io: &mut Io, now: Instant, id: u64, side: Side) {
+        self.end_reinvite(io, now, id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1637,6 +1639,20 @@ impl B2bua {
                 outcome,
                 seat_id: call.seat_answered,
             });
+        }
+    }
+
+    /// The call is ending while a re-INVITE it forwarded waits for the other side: answer it
+    /// now with 487 (RFC 3261 §15.1.2: pending requests of an ending dialog still get a
+    /// response). Nothing else would, because the other side's answer finds no call, so
+    /// the sender's INVITE server transaction stayed proceeding forever (found by
+    /// fuzz/endpoint: re-INVITE from the carrier, seat silent, media timeout).
+    fn end_reinvite(&mut self, io: &mut Io, now: Instant, id: u64) {
+        let Some(re) = self.calls.get_mut(&id).and_then(|c| c.reinvite.take()) else {
+            return;
+        };
+        if let Some(r) = wire::response(&re.request, 487, "Request Terminated", None, &[], None) {
+            io.respond(now, &re.server, &r);
         }
     }
 

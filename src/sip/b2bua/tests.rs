@@ -739,6 +739,51 @@ fn reinvite_hold_passes_through_with_rewritten_sdp() {
     assert!(statuses(&out).contains(&491));
 }
 
+/// Found by fuzz/endpoint: a call that ended while its forwarded re-INVITE was unanswered
+/// never answered the sender, whose INVITE server transaction then stayed forever.
+#[test]
+fn call_ending_during_a_reinvite_answers_it_487() {
+    for end in ["media timeout", "BYE from the seat", "BYE from the carrier"] {
+        let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+        let inv = ring(&mut h, "p1");
+        let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+        let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+        h.feed(CARRIER, &carrier_in_dialog("ACK", "p1", &tag, 1, ""));
+        let out = h.feed(CARRIER, &carrier_in_dialog("INVITE", "p1", &tag, 2, OFFER));
+        let re = only(&out, SEAT1)[0].clone();
+        assert_eq!(re.method(), Some(&SipMethod::Invite), "{end}");
+        let out = match end {
+            "media timeout" => {
+                h.ep.handle_media(h.now, 0, MediaNotice::Timeout);
+                h.drain()
+            }
+            "BYE from the seat" => {
+                let bye = format!(
+                    "BYE sip:smartdesk@192.0.2.1:5060 SIP/2.0\r\n\
+                     Via: SIP/2.0/UDP {SEAT1};branch=z9hG4bKsb1\r\nMax-Forwards: 70\r\n\
+                     From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\n\
+                     Content-Length: 0\r\n\r\n",
+                    re.header("To").unwrap(),
+                    re.header("From").unwrap(),
+                    re.call_id()
+                );
+                h.feed(SEAT1, &bye)
+            }
+            _ => h.feed(CARRIER, &carrier_in_dialog("BYE", "p1", &tag, 3, "")),
+        };
+        let to_reinvite: Vec<u16> = only(&out, CARRIER)
+            .iter()
+            .filter(|m| m.cseq() == 2 && m.cseq_method() == &SipMethod::Invite)
+            .filter_map(|m| m.status())
+            .collect();
+        assert_eq!(to_reinvite, [487], "{end}: {out:?}");
+        assert_eq!(h.calls(), 0, "{end}");
+        // Unacknowledged, the 487 ends with timer H; the unanswered BYEs with timer F.
+        h.advance(Duration::from_secs(64));
+        assert_eq!(h.ep.transactions(), 0, "{end}");
+    }
+}
+
 #[test]
 fn lost_ack_makes_us_retransmit_the_200_and_lost_200_is_reacked() {
     let mut h = H::new(vec![seat(1, "op1", SEAT1)]);

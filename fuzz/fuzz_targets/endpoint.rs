@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use smartdesk::config::profiles::{NumberFormat, Transport, Trunk};
-use smartdesk::sip::auth::{ha1_md5, ha1_sha256, ServerSecret};
+use smartdesk::sip::auth::{ha1_md5, ha1_sha256, response_hex, Algorithm, ServerSecret};
 use smartdesk::sip::b2bua::{Admission, B2bua, B2buaConfig, CallEffect, MediaNotice, Prompt};
 use smartdesk::sip::endpoint::{ConnId, Destination, Endpoint};
 use smartdesk::sip::message::{parse_datagram, Frame, Message, StreamFramer, MAX_MESSAGE_SIZE};
@@ -92,8 +92,11 @@ struct Harness {
     next_conn: u64,
     /// Latest requests we sent to the seat, and latest responses (with a To tag) we sent to
     /// the carrier, newest first, [`RECENT`] of each.
-    seat_requests: VecDeque<Message>,
+    seat_requests: VecDeque<(Destination, Message)>,
     carrier_responses: VecDeque<Message>,
+    /// Nonce of the latest MD5 challenge we sent, and the nonce-count used with it.
+    nonce: Option<String>,
+    nc: u32,
     /// The input being handled did not parse, so a stateless error answer may go out: it
     /// copies the request's headers as they were (see `assert_stateless_answer`).
     bad_input: bool,
@@ -162,6 +165,8 @@ impl Harness {
             conns: Vec::new(),
             next_conn: 1,
             seat_requests: VecDeque::new(),
+            nonce: None,
+            nc: 0,
             carrier_responses: VecDeque::new(),
             bad_input: false,
         }
@@ -188,7 +193,6 @@ impl Harness {
             }
         }
         while self.ep.poll_registry_effect().is_some() {}
-        let seat = Destination::Udp(addr(SEAT));
         let carrier = Destination::Udp(addr(CARRIER));
         let mut sent = 0;
         while let Some(out) = self.ep.poll_transmit() {
@@ -206,8 +210,20 @@ impl Harness {
             } else {
                 assert_sendable(&out.bytes)
             };
-            if out.to == seat && m.is_request() {
-                remember(&mut self.seat_requests, m);
+            if m.status() == Some(401) {
+                let nonce = m
+                    .headers("WWW-Authenticate")
+                    .find(|c| c.contains("algorithm=MD5"))
+                    .and_then(|c| c.split("nonce=\"").nth(1))
+                    .and_then(|v| v.split('"').next());
+                if let Some(n) = nonce {
+                    self.nonce = Some(n.to_owned());
+                    self.nc = 0;
+                }
+            }
+            if out.to != carrier && m.is_request() {
+                // To the seat: its UDP address or a connection it registered over.
+                remember(&mut self.seat_requests, (out.to, m));
             } else if out.to == carrier && m.is_response() && m.to_tag().is_some() {
                 remember(&mut self.carrier_responses, m);
             }
@@ -269,6 +285,8 @@ impl Harness {
         self.bad_input = false;
     }
 
+    /// A read on connection `selector % 4` (opened from the carrier, the seat or elsewhere
+    /// by `selector / 4`); no bytes means the peer closed it.
     fn stream(&mut self, selector: u8, bytes: &[u8]) {
         let slot = usize::from(selector % 4);
         let src = [CARRIER, SEAT, OTHERS[0]][usize::from(selector / 4) % 3];
@@ -277,6 +295,24 @@ impl Harness {
             self.next_conn += 1;
             self.conns.push((id, addr(src), StreamFramer::new()));
         }
+        if bytes.is_empty() {
+            let (conn, src) = (self.conns[slot].0, self.conns[slot].1);
+            self.close(slot, conn, src);
+            return;
+        }
+        self.stream_slot(slot, bytes);
+    }
+
+    fn close(&mut self, slot: usize, conn: ConnId, src: SocketAddr) {
+        // The edge drops the connection and tells the registrar.
+        self.ep.registry_mut().connection_closed(conn);
+        self.drain();
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.conns[slot] = (id, src, StreamFramer::new());
+    }
+
+    fn stream_slot(&mut self, slot: usize, bytes: &[u8]) {
         for read in bytes.chunks(READ_CHUNK) {
             let (conn, src) = (self.conns[slot].0, self.conns[slot].1);
             let mut frames = Vec::new();
@@ -298,12 +334,7 @@ impl Harness {
                 self.bad_input = false;
             }
             if closed {
-                // The edge drops the connection and tells the registrar.
-                self.ep.registry_mut().connection_closed(conn);
-                self.drain();
-                let id = ConnId(self.next_conn);
-                self.next_conn += 1;
-                self.conns[slot] = (id, src, StreamFramer::new());
+                self.close(slot, conn, src);
                 return;
             }
         }
@@ -388,7 +419,7 @@ impl Harness {
     /// the request (0 = newest), low nibble the status (index into [`SEAT_CODES`], else the
     /// next two bytes are the code).
     fn seat_answers(&mut self, p: &[u8]) {
-        let Some(req) = pick(&self.seat_requests, byte(p, 0) >> 4).cloned() else {
+        let Some((dest, req)) = pick(&self.seat_requests, byte(p, 0) >> 4).cloned() else {
             return;
         };
         let sel = usize::from(byte(p, 0) & 0x0f);
@@ -416,7 +447,95 @@ impl Harness {
             }
         }
         let bytes = r.to_bytes();
-        self.datagram(addr(SEAT), &bytes);
+        self.send_as_seat(dest, &bytes);
+    }
+
+    /// Sends `bytes` back the way `dest` reaches the seat: from that UDP address, or over that
+    /// connection while it is open (else from the seat's UDP address).
+    fn send_as_seat(&mut self, dest: Destination, bytes: &[u8]) {
+        match dest {
+            Destination::Stream(conn) => match self.conns.iter().position(|c| c.0 == conn) {
+                Some(slot) => self.stream_slot(slot, bytes),
+                None => self.datagram(addr(SEAT), bytes),
+            },
+            Destination::Udp(a) => self.datagram(a, bytes),
+        }
+    }
+
+    /// A REGISTER from the seat with valid digest credentials for the latest challenge
+    /// (getting one first if needed): payload byte 0 even sends it over UDP, odd over TCP
+    /// connection `(b >> 1) % 4`; the rest is `Contact values (one per line)`, and a last line
+    /// `=N` sets Expires. The fuzzer cannot forge digests, so this is how its inputs reach
+    /// bindings: creation, refresh, removal, `*`, TCP bindings and the call path to them.
+    fn register(&mut self, p: &[u8]) {
+        let sel = byte(p, 0);
+        let over_tcp = sel & 1 == 1;
+        let slot = usize::from(sel >> 1) % 4;
+        let text = text(p.get(1..).unwrap_or_default());
+        let mut contacts: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
+        let expires = match contacts.last().and_then(|l| l.strip_prefix('=')) {
+            Some(e) => {
+                let e = e.to_owned();
+                contacts.pop();
+                Some(e)
+            }
+            None => None,
+        };
+        let default_contact = format!("<sip:op1@{SEAT}>");
+        if contacts.is_empty() {
+            contacts.push(&default_contact);
+        }
+        for attempt in 0..2 {
+            let n = self.unique();
+            let mut msg = format!(
+                "REGISTER sip:smartdesk SIP/2.0\r\n\
+                 Via: SIP/2.0/{} {SEAT};branch=z9hG4bKreg{n};rport\r\n\
+                 Max-Forwards: 70\r\nTo: <sip:op1@smartdesk>\r\n\
+                 From: <sip:op1@smartdesk>;tag=r{n}\r\nCall-ID: reg-fuzz@seat\r\n\
+                 CSeq: {n} REGISTER\r\n",
+                if over_tcp { "TCP" } else { "UDP" }
+            );
+            for c in &contacts {
+                msg.push_str(&format!("Contact: {}\r\n", c.trim_end_matches('\r')));
+            }
+            if let Some(e) = &expires {
+                msg.push_str(&format!("Expires: {}\r\n", e.trim_end_matches('\r')));
+            }
+            let nonce = self.nonce.clone();
+            if let Some(nonce) = &nonce {
+                self.nc += 1;
+                let nc = format!("{:08x}", self.nc);
+                let ha1 = ha1_md5("op1", "smartdesk", "pw");
+                let response = response_hex(
+                    Algorithm::Md5,
+                    &ha1,
+                    nonce,
+                    &nc,
+                    "cn",
+                    "REGISTER",
+                    "sip:smartdesk",
+                );
+                msg.push_str(&format!(
+                    "Authorization: Digest username=\"op1\", realm=\"smartdesk\", \
+                     nonce=\"{nonce}\", uri=\"sip:smartdesk\", response=\"{response}\", \
+                     algorithm=MD5, qop=auth, nc={nc}, cnonce=\"cn\"\r\n"
+                ));
+            }
+            msg.push_str("Content-Length: 0\r\n\r\n");
+            if over_tcp {
+                while self.conns.len() <= slot {
+                    let id = ConnId(self.next_conn);
+                    self.next_conn += 1;
+                    self.conns.push((id, addr(SEAT), StreamFramer::new()));
+                }
+                self.stream_slot(slot, msg.as_bytes());
+            } else {
+                self.datagram(addr(SEAT), msg.as_bytes());
+            }
+            if nonce.is_some() || attempt == 1 {
+                break;
+            }
+        }
     }
 
     /// The carrier sends a request inside the dialog of one of the latest responses it got
@@ -523,12 +642,12 @@ impl Harness {
 /// How many recent seat requests / carrier responses the scripted peers can answer.
 const RECENT: usize = 4;
 
-fn remember(list: &mut VecDeque<Message>, m: Message) {
+fn remember<T>(list: &mut VecDeque<T>, m: T) {
     list.push_front(m);
     list.truncate(RECENT);
 }
 
-fn pick(list: &VecDeque<Message>, index: u8) -> Option<&Message> {
+fn pick<T>(list: &VecDeque<T>, index: u8) -> Option<&T> {
     list.get(usize::from(index) % RECENT.max(1))
         .or_else(|| list.front())
 }
@@ -555,11 +674,11 @@ fuzz_target!(|data: &[u8]| {
         if trace() {
             eprintln!(
                 "step op={} len={len}: {:?}",
-                op % 10,
+                op % 11,
                 String::from_utf8_lossy(p)
             );
         }
-        match op % 10 {
+        match op % 11 {
             0 => h.datagram(addr(CARRIER), p),
             1 => h.datagram(addr(SEAT), p),
             2 => {
@@ -581,7 +700,8 @@ fuzz_target!(|data: &[u8]| {
             6 => h.media(p),
             7 => h.seat_answers(p),
             8 => h.carrier_in_dialog(p),
-            _ => h.carrier_invite(p),
+            9 => h.carrier_invite(p),
+            _ => h.register(p),
         }
     }
     h.wind_down();

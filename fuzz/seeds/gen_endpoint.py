@@ -7,7 +7,10 @@ payload. Ops: 0 carrier UDP, 1 seat UDP, 2 other UDP (first byte picks the sourc
 byte: even = ms, odd = s), 5 admission answer (0 route, 1 announce, 2 reject, 3 unavailable),
 6 media notice (call index, notice), 7 seat answers one of its latest requests (high nibble: which, low nibble:
 code index, ...), 8 carrier in-dialog request (high nibble: which response, low nibble:
-method index; then body), 9 template carrier INVITE (number\\nSDP).
+method index; then body), 9 template carrier INVITE (number\\nSDP), 10 authenticated
+REGISTER from the seat (byte: even UDP, odd TCP on connection (b >> 1) % 4; then Contact
+values one per line, last line "=N" for Expires). Op 3 with only the selector byte closes
+that connection.
 """
 import os
 import struct
@@ -61,6 +64,14 @@ SEEDS = {
     "tcp-options-ping": rec(3, b"\x00" + OPTIONS[:40]) + rec(3, b"\x00" + OPTIONS[40:])
     + rec(3, b"\x00\r\n\r\n"),
     "unavailable": INVITE + rec(5, b"\x03") + INVITE + ROUTE + ms(100) + secs(3600),
+    "register-udp-refresh-remove": rec(10, b"\x00<sip:op1@198.51.100.5:5062>;expires=120")
+    + secs(60) + rec(10, b"\x00<sip:op1@198.51.100.5:5062>\n<sip:op1@198.51.100.5:5099>;q=0.5")
+    + rec(10, b"\x00*\n=0") + secs(200),
+    # Seat registers over TCP connection 1; the call rings it there; it answers there and
+    # hangs up, then the connection drops.
+    "register-tcp-call": rec(10, b"\x03<sip:op1@198.51.100.5:5062>") + INVITE
+    + ROUTE + SEAT_180 + SEAT_200 + ACK + rec(8, b"\x01") + rec(7, b"\x03")
+    + rec(3, b"\x05") + secs(60),
 }
 
 os.makedirs(HERE, exist_ok=True)

@@ -13,8 +13,8 @@
 //! * bounded state: calls never exceed `max_calls`, transactions and output per step stay
 //!   within fixed limits, stream framers never hold more than a message plus one read;
 //! * nothing leaks: once the edge has answered every admission and the media edge reported
-//!   silence and closed sockets for every call, three hours later no call and no transaction
-//!   is left.
+//!   silence and closed sockets for every call, three hours later no call, no transaction
+//!   and no registration is left.
 #![no_main]
 
 use std::collections::VecDeque;
@@ -28,6 +28,7 @@ use smartdesk::sip::auth::{ha1_md5, ha1_sha256, response_hex, Algorithm, ServerS
 use smartdesk::sip::b2bua::{Admission, B2bua, B2buaConfig, CallEffect, MediaNotice, Prompt};
 use smartdesk::sip::endpoint::{ConnId, Destination, Endpoint};
 use smartdesk::sip::message::{parse_datagram, Frame, Message, StreamFramer, MAX_MESSAGE_SIZE};
+use smartdesk::sip::registrar::DEFAULT_MAX_BINDINGS_PER_AOR;
 use smartdesk::sip::sdp::Codec;
 use smartdesk::sip::seats::{
     RegistryConfig, SeatCredential, SeatRegistry, SeatTransport, StoredBinding,
@@ -232,6 +233,11 @@ impl Harness {
             assert!(b.stats().calls <= MAX_CALLS, "call table over max_calls");
         }
         assert!(self.ep.transactions() <= 50_000, "transaction table growth");
+        // One seat credential: its AOR holds at most the registrar's per-AOR maximum.
+        assert!(
+            self.ep.registry().binding_count() <= DEFAULT_MAX_BINDINGS_PER_AOR,
+            "binding table growth"
+        );
     }
 
     fn note_call(&mut self, call: u64) {
@@ -270,6 +276,12 @@ impl Harness {
             0,
             "transactions left after 3 hours: {:?}",
             self.ep
+        );
+        // Registrations last at most an hour (the default maximum Expires).
+        assert_eq!(
+            self.ep.registry().binding_count(),
+            0,
+            "bindings left after 3 hours"
         );
     }
 

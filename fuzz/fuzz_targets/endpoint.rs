@@ -101,6 +101,9 @@ struct Harness {
     /// The input being handled did not parse, so a stateless error answer may go out: it
     /// copies the request's headers as they were (see `assert_stateless_answer`).
     bad_input: bool,
+    /// Registry effects drained so far; the edge's ledger writer reports them done later
+    /// (here: whenever time advances), which releases REGISTER answers held for them.
+    effects_polled: u64,
 }
 
 impl Harness {
@@ -168,6 +171,7 @@ impl Harness {
             seat_requests: VecDeque::new(),
             nonce: None,
             nc: 0,
+            effects_polled: 0,
             carrier_responses: VecDeque::new(),
             bad_input: false,
         }
@@ -193,7 +197,10 @@ impl Harness {
                 | CallEffect::MediaStop { call } => self.note_call(call),
             }
         }
-        while self.ep.poll_registry_effect().is_some() {}
+        while self.ep.poll_registry_effect().is_some() {
+            self.effects_polled += 1;
+        }
+        assert_eq!(self.effects_polled, self.ep.registry().effects_emitted());
         let carrier = Destination::Udp(addr(CARRIER));
         let mut sent = 0;
         while let Some(out) = self.ep.poll_transmit() {
@@ -353,6 +360,9 @@ impl Harness {
     }
 
     fn advance(&mut self, by: Duration) {
+        // The ledger writes drained so far have committed by now.
+        self.ep.registry_effects_done(self.now, self.effects_polled);
+        self.drain();
         let until = self.now + by;
         // Firing may arm a timer for the same instant (a zero delay), but a deadline that
         // stays due however often it fires would spin the core task.

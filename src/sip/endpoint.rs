@@ -483,7 +483,7 @@ impl Endpoint {
     /// A media notice for a call.
     pub fn handle_media(&mut self, now: Instant, call: u64, notice: MediaNotice) {
         if let Some(b) = self.b2bua.as_mut() {
-            b.handle_media(&mut self.io, now, call, notice, &self.registry);
+            b.handle_media(&mut self.io, now, call, notice);
         }
     }
 
@@ -543,7 +543,7 @@ impl Endpoint {
         self.io.layer.handle_timeout(now);
         self.drain_events(now, None, None);
         if let Some(b) = self.b2bua.as_mut() {
-            b.handle_timeout(&mut self.io, now, &self.registry);
+            b.handle_timeout(&mut self.io, now);
         }
         self.drain_events(now, None, None);
     }
@@ -663,7 +663,7 @@ impl Endpoint {
                             Err(_) => continue,
                         },
                     };
-                    b.on_ack(&mut self.io, now, ack);
+                    b.on_ack(&mut self.io, ack);
                 }
                 TsxEvent::Response { key, msg } => {
                     let Some(b) = self.b2bua.as_mut() else {

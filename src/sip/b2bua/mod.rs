@@ -1122,25 +1122,36 @@ impl B2bua {
                 }
                 self.answer_a(io, now, id, sdp.as_bytes());
             }
-            _ => {
-                // The seat declined, was busy, or our CANCEL took effect (487): this seat is
-                // out of the picture; the layer has ACKed the final response (§17.1.1.3).
-                let seat = b.seat_id;
-                let b_call_id = b.dialog.call_id.clone();
-                call.b = None;
-                call.ring_deadline = None;
-                self.by_b.remove(&b_call_id);
-                self.release_seat(now, seat, id);
-                let call = match self.calls.get(&id) {
-                    Some(c) => c,
-                    None => return,
-                };
-                if call.phase == Phase::Ringing && call.a_tsx.is_some() {
-                    self.route(io, now, id, seats);
-                } else {
-                    self.remove_if_done(id);
-                }
-            }
+            // The seat declined, was busy, or our CANCEL took effect (487); the layer has
+            // ACKed the final response (§17.1.1.3).
+            _ => self.seat_failed(io, now, id, key, seats),
+        }
+    }
+
+    /// The INVITE `key` to a seat ended without an answer (a final non-2xx, Timer B, a
+    /// transport error): that seat is out of the picture and the call moves on, or ends.
+    fn seat_failed(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        key: &TsxKey,
+        seats: &dyn SeatLocator,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(b) = call.b.take_if(|b| b.invite_tsx == *key) else {
+            return;
+        };
+        call.ring_deadline = None;
+        let ringing = call.phase == Phase::Ringing && call.a_tsx.is_some();
+        self.by_b.remove(&b.dialog.call_id);
+        self.release_seat(now, b.seat_id, id);
+        if ringing {
+            self.route(io, now, id, seats);
+        } else {
+            self.remove_if_done(id);
         }
     }
 
@@ -1156,25 +1167,8 @@ impl B2bua {
             return;
         };
         match purpose {
-            Purpose::BInvite => {
-                let timeout = crate::sip::message::parse_datagram(
-                    b"SIP/2.0 408 Request Timeout\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKx\r\n\
-                      From: <sip:x@x>;tag=x\r\nTo: <sip:x@x>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\
-                      Content-Length: 0\r\n\r\n",
-                );
-                if let Ok(r) = timeout {
-                    self.on_b_invite_response(io, now, id, key, 408, &r, seats);
-                }
-            }
-            Purpose::ReInvite => {
-                if let Ok(r) = crate::sip::message::parse_datagram(
-                    b"SIP/2.0 408 Request Timeout\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKx\r\n\
-                      From: <sip:x@x>;tag=x\r\nTo: <sip:x@x>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\
-                      Content-Length: 0\r\n\r\n",
-                ) {
-                    self.on_reinvite_response(io, now, id, 408, &r);
-                }
-            }
+            Purpose::BInvite => self.seat_failed(io, now, id, key, seats),
+            Purpose::ReInvite => self.fail_reinvite(io, now, id, 408, "Request Timeout"),
             Purpose::Cancel | Purpose::Bye => {}
         }
     }
@@ -1227,7 +1221,7 @@ impl B2bua {
     }
 
     /// ACK outside any transaction: for a 2xx we sent (§13.2.2.4, §17.2.3).
-    pub fn on_ack(&mut self, io: &mut Io, now: Instant, ack: &Message) {
+    pub fn on_ack(&mut self, io: &mut Io, ack: &Message) {
         let Some((id, side)) = self.find_dialog(ack) else {
             return;
         };
@@ -1260,7 +1254,6 @@ impl B2bua {
                 c.ack_owed = Some((owed_side, cseq));
             }
         }
-        let _ = now;
     }
 
     /// A request with a To tag (or BYE/INVITE inside one of our dialogs).
@@ -1371,13 +1364,17 @@ impl B2bua {
         if status < 200 {
             return;
         }
+        if status >= 300 {
+            let reason = resp.reason().unwrap_or("Failed").to_owned();
+            return self.fail_reinvite(io, now, id, status, &reason);
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(re) = call.reinvite.take() else {
             return;
         };
-        if (200..300).contains(&status) {
+        {
             let sdp = if resp.body().is_empty() {
                 None
             } else {
@@ -1413,11 +1410,6 @@ impl B2bua {
                     &self.cfg.timers,
                 ));
                 self.schedule(id);
-            }
-        } else {
-            let reason = resp.reason().unwrap_or("Failed").to_owned();
-            if let Some(r) = wire::response(&re.request, status, &reason, None, &[], None) {
-                io.respond(now, &re.server, &r);
             }
         }
     }
@@ -1556,7 +1548,7 @@ impl B2bua {
 
     /// Sends BYE on `side` if that leg is established, and drops the leg.
     fn bye(&mut self, io: &mut Io, now: Instant, id: u64, side: Side) {
-        self.end_reinvite(io, now, id);
+        self.fail_reinvite(io, now, id, 487, "Request Terminated");
         let established = self
             .calls
             .get(&id)
@@ -1586,7 +1578,7 @@ impl B2bua {
 
     /// Forgets leg `side` after a BYE from it (or to it).
     fn hang_up_leg(&mut self, io: &mut Io, now: Instant, id: u64, side: Side) {
-        self.end_reinvite(io, now, id);
+        self.fail_reinvite(io, now, id, 487, "Request Terminated");
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1642,16 +1634,16 @@ impl B2bua {
         }
     }
 
-    /// The call is ending while a re-INVITE it forwarded waits for the other side: answer it
-    /// now with 487 (RFC 3261 §15.1.2: pending requests of an ending dialog still get a
-    /// response). Nothing else would, because the other side's answer finds no call, so
-    /// the sender's INVITE server transaction stayed proceeding forever (found by
-    /// fuzz/endpoint: re-INVITE from the carrier, seat silent, media timeout).
-    fn end_reinvite(&mut self, io: &mut Io, now: Instant, id: u64) {
+    /// Answers a pending forwarded re-INVITE with a failure: the other side refused it or
+    /// never answered (408), or the call is ending (487, RFC 3261 §15.1.2: pending requests
+    /// of an ending dialog still get a response — without it the sender's INVITE server
+    /// transaction stayed proceeding forever; found by fuzz/endpoint: re-INVITE from the
+    /// carrier, seat silent, media timeout).
+    fn fail_reinvite(&mut self, io: &mut Io, now: Instant, id: u64, status: u16, reason: &str) {
         let Some(re) = self.calls.get_mut(&id).and_then(|c| c.reinvite.take()) else {
             return;
         };
-        if let Some(r) = wire::response(&re.request, 487, "Request Terminated", None, &[], None) {
+        if let Some(r) = wire::response(&re.request, status, reason, None, &[], None) {
             io.respond(now, &re.server, &r);
         }
     }
@@ -1679,14 +1671,7 @@ impl B2bua {
 
     // ------------------------------------------------------------------ media, timers
 
-    pub fn handle_media(
-        &mut self,
-        io: &mut Io,
-        now: Instant,
-        id: u64,
-        notice: MediaNotice,
-        seats: &dyn SeatLocator,
-    ) {
+    pub fn handle_media(&mut self, io: &mut Io, now: Instant, id: u64, notice: MediaNotice) {
         if notice == MediaNotice::Stopped {
             if let Some((a, b)) = self.releasing.remove(&id) {
                 let _ = self.ports.release(a);
@@ -1697,7 +1682,6 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let _ = seats;
         match notice {
             MediaNotice::PlayFinished if call.phase == Phase::Announcing => {
                 self.bye(io, now, id, Side::A);
@@ -1751,7 +1735,7 @@ impl B2bua {
         self.deadlines.peek().map(|Reverse((d, _))| *d)
     }
 
-    pub fn handle_timeout(&mut self, io: &mut Io, now: Instant, seats: &dyn SeatLocator) {
+    pub fn handle_timeout(&mut self, io: &mut Io, now: Instant) {
         let mut due = Vec::new();
         while let Some(Reverse((d, id))) = self.deadlines.peek().copied() {
             if d > now {
@@ -1763,13 +1747,12 @@ impl B2bua {
             }
         }
         for id in due {
-            self.timeout_call(io, now, id, seats);
+            self.timeout_call(io, now, id);
             self.schedule(id);
         }
     }
 
-    fn timeout_call(&mut self, io: &mut Io, now: Instant, id: u64, seats: &dyn SeatLocator) {
-        let _ = seats;
+    fn timeout_call(&mut self, io: &mut Io, now: Instant, id: u64) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

@@ -375,22 +375,19 @@ pub struct Endpoint {
     held: Vec<(u64, TsxKey, Message)>,
 }
 
-/// The call path's view of the registrar: every seat with a reachable binding, its most
-/// preferred contact first.
+/// The call path's view of the registrar: every seat with a reachable binding, through its
+/// most preferred contact.
 impl SeatLocator for SeatRegistry {
     fn seat_targets(&self) -> Vec<SeatTarget> {
-        let mut out = Vec::new();
-        for (_, name) in self.registered_seats() {
-            for c in self.contacts(name) {
-                out.push(SeatTarget {
-                    seat_id: c.seat_id,
-                    seat: c.seat,
-                    contact_uri: c.contact_uri,
-                    dest: c.dest,
-                });
-            }
-        }
-        out
+        self.registered_seats()
+            .filter_map(|(_, name)| self.contacts(name).into_iter().next())
+            .map(|c| SeatTarget {
+                seat_id: c.seat_id,
+                seat: c.seat,
+                contact_uri: c.contact_uri,
+                dest: c.dest,
+            })
+            .collect()
     }
 }
 

@@ -82,16 +82,10 @@ pub struct SeatTarget {
     pub dest: Destination,
 }
 
-/// Where the call path finds registered seats (the registrar, or a fixed list in tests).
+/// Where the call path finds registered seats (the registrar).
 pub trait SeatLocator {
-    /// Every reachable registration, most preferred contact of each seat first.
+    /// One target per seat with a reachable registration: its most preferred contact.
     fn seat_targets(&self) -> Vec<SeatTarget>;
-}
-
-impl SeatLocator for Vec<SeatTarget> {
-    fn seat_targets(&self) -> Vec<SeatTarget> {
-        self.clone()
-    }
 }
 
 /// What the edge needs to admit a call: look up the number, apply the contract rules and
@@ -842,20 +836,13 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let mut candidates: Vec<SeatTarget> = seats
+        // The longest idle first (never used counts as longest); ties in locator order.
+        let target = seats
             .seat_targets()
             .into_iter()
             .filter(|s| !self.busy.contains_key(&s.seat_id) && !call.tried.contains(&s.seat_id))
-            .collect();
-        // First contact of each seat only, then the longest idle first.
-        let mut seen = Vec::new();
-        candidates.retain(|s| {
-            let fresh = !seen.contains(&s.seat_id);
-            seen.push(s.seat_id);
-            fresh
-        });
-        candidates.sort_by_key(|s| self.idle_since.get(&s.seat_id).copied());
-        let Some(target) = candidates.into_iter().next() else {
+            .min_by_key(|s| self.idle_since.get(&s.seat_id).copied());
+        let Some(target) = target else {
             self.fail_a(io, now, id, 480, "Temporarily Unavailable", &[]);
             self.finish(id, "overflow");
             return self.remove_if_done(id);

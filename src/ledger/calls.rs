@@ -85,40 +85,10 @@ impl Ledger {
     /// Durably record that a call exists. Returns the row id and whether this call
     /// created it (`false` = a duplicate of an already-counted call).
     pub async fn insert_call(&self, c: &NewCall) -> Result<(i64, bool), LedgerError> {
-        let inserted: Option<i64> = on_pool!(self, |p| {
-            sqlx::query_scalar(
-                "INSERT INTO calls (trunk, sip_call_id, from_tag, contractor_id, number, caller,
-                                    caller_withheld, outcome, billable, started_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (trunk, sip_call_id, from_tag) DO NOTHING RETURNING id",
-            )
-            .bind(&c.trunk)
-            .bind(&c.sip_call_id)
-            .bind(&c.from_tag)
-            .bind(c.contractor_id)
-            .bind(&c.number)
-            .bind(&c.caller)
-            .bind(c.caller_withheld)
-            .bind(&c.outcome)
-            .bind(c.billable)
-            .bind(c.started_at)
-            .fetch_optional(p)
-            .await?
-        });
-        if let Some(id) = inserted {
-            return Ok((id, true));
-        }
-        let id: i64 = on_pool!(self, |p| {
-            sqlx::query_scalar(
-                "SELECT id FROM calls WHERE trunk = $1 AND sip_call_id = $2 AND from_tag = $3",
-            )
-            .bind(&c.trunk)
-            .bind(&c.sip_call_id)
-            .bind(&c.from_tag)
-            .fetch_one(p)
-            .await?
-        });
-        Ok((id, false))
+        let rows = self.insert_calls(std::slice::from_ref(c)).await?;
+        rows.first()
+            .copied()
+            .ok_or_else(|| LedgerError::Conflict("call insert returned no row".into()))
     }
 
     /// Durably records a batch of calls in one transaction (one disk flush for all of them:

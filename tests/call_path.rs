@@ -205,6 +205,54 @@ fn settled_calls(env: &Env, d: &Daemon) -> Vec<serde_json::Value> {
     }
 }
 
+/// Waits for the carrier's and the seat's SIPp to finish and requires both to succeed,
+/// showing both traces and the daemon's log otherwise.
+fn both_succeed(env: &Env, d: &Daemon, call: &mut Proc, phone: &mut Proc, seat_label: &str) {
+    let status = (
+        call.wait(Duration::from_secs(30)),
+        phone.wait(Duration::from_secs(10)),
+    );
+    assert_eq!(
+        status,
+        (Some(0), Some(0)),
+        "{}\n{}\n{}",
+        sipp_trace(env.dir.path(), "carrier"),
+        sipp_trace(env.dir.path(), seat_label),
+        d.log_text()
+    );
+}
+
+/// One call between a SIPp seat running `seat_scenario` and a SIPp carrier running
+/// `carrier_scenario` (keys: the number and the caller's media port); both must succeed.
+/// Returns the settled call rows.
+fn one_call(
+    env: &Env,
+    d: &Daemon,
+    seat_scenario: &str,
+    carrier_scenario: &str,
+) -> Vec<serde_json::Value> {
+    let (a, b) = media_sockets();
+    let (mut phone, _) = seat(env, d, "seat", seat_scenario, port(&b));
+    let mut call = sipp(
+        env.dir.path(),
+        "carrier",
+        &d.target(),
+        &[
+            "-sf",
+            scenario(carrier_scenario).to_str().expect("path"),
+            "-s",
+            NUMBER,
+            "-key",
+            "aport",
+            &port(&a).to_string(),
+            "-m",
+            "1",
+        ],
+    );
+    both_succeed(env, d, &mut call, &mut phone, "seat");
+    settled_calls(env, d)
+}
+
 fn media_sockets() -> (UdpSocket, UdpSocket) {
     let a = UdpSocket::bind("127.0.0.1:0").expect("a");
     let b = UdpSocket::bind("127.0.0.1:0").expect("b");
@@ -227,19 +275,7 @@ e2e_both!(
         assert_ne!(relay_a, relay_b);
         let to_seat = relay_count(&a, relay_a, &b, 50, 0x1111);
         let to_caller = relay_count(&b, relay_b, &a, 50, 0x2222);
-        let status = (
-            call.wait(Duration::from_secs(30)),
-            phone.wait(Duration::from_secs(10)),
-        );
-        let report = || {
-            format!(
-                "{}\n{}\n{}",
-                sipp_trace(env.dir.path(), "carrier"),
-                sipp_trace(env.dir.path(), "seat"),
-                d.log_text()
-            )
-        };
-        assert_eq!(status, (Some(0), Some(0)), "{}", report());
+        both_succeed(&env, &d, &mut call, &mut phone, "seat");
         assert!(to_seat >= 48, "caller → seat: {to_seat}/50 relayed");
         assert!(to_caller >= 48, "seat → caller: {to_caller}/50 relayed");
         // What the operator's phone was shown.
@@ -266,38 +302,8 @@ e2e_both!(
 async fn seat_hangs_up_and_the_caller_is_released() {
     let env = Env::new(common::Db::Sqlite).await;
     let d = setup(&env, OPEN);
-    let (a, b) = media_sockets();
-    let (mut phone, _) = seat(&env, &d, "seat", "seat_hangup.xml", port(&b));
     // The carrier would hold for a minute; the seat's BYE must end it early.
-    let mut call = sipp(
-        env.dir.path(),
-        "carrier",
-        &d.target(),
-        &[
-            "-sf",
-            scenario("carrier_wait_bye.xml").to_str().expect("path"),
-            "-s",
-            NUMBER,
-            "-key",
-            "aport",
-            &port(&a).to_string(),
-            "-m",
-            "1",
-        ],
-    );
-    let status = (
-        call.wait(Duration::from_secs(30)),
-        phone.wait(Duration::from_secs(10)),
-    );
-    assert_eq!(
-        status,
-        (Some(0), Some(0)),
-        "{}\n{}\n{}",
-        sipp_trace(env.dir.path(), "carrier"),
-        sipp_trace(env.dir.path(), "seat"),
-        d.log_text()
-    );
-    let calls = settled_calls(&env, &d);
+    let calls = one_call(&env, &d, "seat_hangup.xml", "carrier_wait_bye.xml");
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["outcome"], "answered");
     env.cleanup().await;
@@ -307,37 +313,7 @@ async fn seat_hangs_up_and_the_caller_is_released() {
 async fn caller_cancels_while_the_seat_rings() {
     let env = Env::new(common::Db::Sqlite).await;
     let d = setup(&env, OPEN);
-    let (a, b) = media_sockets();
-    let (mut phone, _) = seat(&env, &d, "seat", "seat_ring_cancel.xml", port(&b));
-    let mut call = sipp(
-        env.dir.path(),
-        "carrier",
-        &d.target(),
-        &[
-            "-sf",
-            scenario("carrier_cancel.xml").to_str().expect("path"),
-            "-s",
-            NUMBER,
-            "-key",
-            "aport",
-            &port(&a).to_string(),
-            "-m",
-            "1",
-        ],
-    );
-    let status = (
-        call.wait(Duration::from_secs(30)),
-        phone.wait(Duration::from_secs(10)),
-    );
-    assert_eq!(
-        status,
-        (Some(0), Some(0)),
-        "{}\n{}\n{}",
-        sipp_trace(env.dir.path(), "carrier"),
-        sipp_trace(env.dir.path(), "seat"),
-        d.log_text()
-    );
-    let calls = settled_calls(&env, &d);
+    let calls = one_call(&env, &d, "seat_ring_cancel.xml", "carrier_cancel.xml");
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["outcome"], "abandoned");
     assert_eq!(calls[0]["billable"], true, "SPEC §3: abandoned calls count");
@@ -366,11 +342,7 @@ async fn sipp_plays_a_g711_recording_through_the_relay() {
             }
         }
     }
-    let status = (
-        call.wait(Duration::from_secs(30)),
-        phone.wait(Duration::from_secs(10)),
-    );
-    assert_eq!(status, (Some(0), Some(0)), "{}", d.log_text());
+    both_succeed(&env, &d, &mut call, &mut phone, "seat");
     // g711a.pcap holds about 8 s of 20 ms packets; the call lasts 4 s of it.
     assert!(got >= 100, "only {got} RTP packets reached the seat");
     env.cleanup().await;
@@ -503,18 +475,7 @@ e2e_both!(kill_9_loses_no_call_and_no_seat, |env| {
     std::thread::sleep(Duration::from_millis(300));
     let (a2, _) = media_sockets();
     let mut call = carrier_call(&env, &d, port(&a2));
-    let status = (
-        call.wait(Duration::from_secs(30)),
-        phone.wait(Duration::from_secs(10)),
-    );
-    assert_eq!(
-        status,
-        (Some(0), Some(0)),
-        "{}\n{}\n{}",
-        sipp_trace(env.dir.path(), "carrier"),
-        sipp_trace(env.dir.path(), "seat2"),
-        d.log_text()
-    );
+    both_succeed(&env, &d, &mut call, &mut phone, "seat2");
     // The carrier re-sends the crashed call (new branch): still one row for it.
     statuses(
         &carrier,

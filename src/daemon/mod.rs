@@ -5,6 +5,7 @@ pub mod admission;
 pub mod media;
 mod notify;
 pub mod prompts;
+pub mod requests;
 mod sip;
 
 use std::sync::Arc;
@@ -163,7 +164,9 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
             }
         })
     });
-    let sip = tokio::spawn(sip::run(d.clone(), local, prompts, udp, tcp));
+    // Handed to the control socket and the web console as they start.
+    let (_core, core_requests) = requests::channel();
+    let sip = tokio::spawn(sip::run(d.clone(), local, prompts, udp, tcp, core_requests));
     shutdown_signal().await;
     tracing::info!("shutting down");
     notify::notify("STOPPING=1");

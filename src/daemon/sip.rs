@@ -42,6 +42,7 @@ use std::net::IpAddr;
 use super::admission::{self, Admitter};
 use super::media::{MediaEdge, MediaEvent};
 use super::prompts::Prompts;
+use super::requests::CoreRequest;
 use super::{Clock, Daemon};
 use crate::config::{Profiles, SipConfig};
 use crate::ledger::CallUpdate;
@@ -300,6 +301,7 @@ pub(super) async fn run(
     prompts: Prompts,
     udp: Option<UdpSocket>,
     tcp: Option<TcpListener>,
+    requests: mpsc::Receiver<CoreRequest>,
 ) {
     let cfg = &d.config;
     let layer = layer_config(&cfg.sip);
@@ -366,6 +368,7 @@ pub(super) async fn run(
         rx,
         admitted_rx,
         media_rx,
+        requests,
         udp.clone(),
     ));
     let refresh = tokio::spawn(refresh_credentials(
@@ -569,6 +572,17 @@ impl Core {
         }
     }
 
+    /// Answers a request from another task at once (see [`super::requests`]). A requester
+    /// that gave up has dropped its oneshot; the answer is then simply discarded.
+    fn handle_request(&mut self, req: CoreRequest) {
+        match req {
+            CoreRequest::Stats(reply) => {
+                let stats = self.endpoint.b2bua().map(|b| b.stats()).unwrap_or_default();
+                let _ = reply.send(stats);
+            }
+        }
+    }
+
     fn update(&mut self, u: CallUpdate) {
         if self.updates.try_send(u).is_err() {
             tracing::error!("call-row update queue full; update dropped");
@@ -581,12 +595,14 @@ async fn core_task(
     mut rx: mpsc::Receiver<Inbound>,
     mut admitted: mpsc::Receiver<(u64, Admission)>,
     mut media_events: mpsc::Receiver<MediaEvent>,
+    mut requests: mpsc::Receiver<CoreRequest>,
     udp: Option<Arc<UdpSocket>>,
 ) {
     enum Input {
         Net(Inbound),
         Admitted(u64, Admission),
         Media(MediaEvent),
+        Request(CoreRequest),
         Timer,
     }
     let mut writers: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
@@ -599,12 +615,14 @@ async fn core_task(
             },
             Some((call, a)) = admitted.recv() => Input::Admitted(call, a),
             Some(e) = media_events.recv() => Input::Media(e),
+            Some(r) = requests.recv() => Input::Request(r),
             _ = sleep_until(deadline) => Input::Timer,
         };
         let now = Instant::now().into_std();
         let endpoint = &mut core.endpoint;
         match input {
             Input::Timer => endpoint.handle_timeout(now),
+            Input::Request(r) => core.handle_request(r),
             Input::Admitted(call, a) => endpoint.handle_admission(now, call, a),
             Input::Media(e) => {
                 let (call, notice) = match e {

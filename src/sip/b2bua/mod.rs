@@ -689,6 +689,15 @@ impl B2bua {
                     self.remove_if_done(id);
                     return;
                 }
+                if call.a_offer.as_ref().is_some_and(is_fax_only) {
+                    // A fax machine offering T.38 straight away: never ring an operator.
+                    // Counted (the row is written) and refused, outcome fax (SPEC §3).
+                    call.outcome = Some("fax");
+                    self.fail_a(io, now, id, 488, "Not Acceptable Here", &[]);
+                    self.finish(id, "fax");
+                    self.remove_if_done(id);
+                    return;
+                }
                 call.phase = Phase::Ringing;
                 self.route(io, now, id, seats);
             }
@@ -1308,6 +1317,15 @@ impl B2bua {
             }
             return;
         }
+        if side == Side::A && offers_t38(req) {
+            // The carrier's gateway heard a fax and switches to T.38 (ITU-T T.38 Annex D):
+            // we relay no fax, so refuse the switch (488), release the operator and end the
+            // call as a fax — counted, billable (SPEC §3), as for a detected CNG tone.
+            if let Some(r) = wire::response(req, 488, "Not Acceptable Here", None, &[], None) {
+                io.respond(now, key, &r);
+            }
+            return self.handle_media(io, now, id, MediaNotice::FaxTone);
+        }
         let sdp = if req.body().is_empty() {
             None
         } else {
@@ -1791,6 +1809,21 @@ fn remote_of(info: &MediaInfo) -> Remote {
         rtp: info.remote,
         rtcp: info.remote_rtcp,
     }
+}
+
+/// An offer whose only live stream is T.38 fax (`m=image … udptl t38`): a fax machine, not a
+/// person. An offer with audio beside T.38 is routed as voice (the CNG detector and a later
+/// T.38 re-INVITE still catch a fax).
+fn is_fax_only(offer: &Sdp) -> bool {
+    let live = || offer.media.iter().filter(|m| m.port != 0);
+    live().any(|m| m.is_t38()) && live().all(|m| m.is_t38())
+}
+
+/// A request carrying an SDP offer with a live T.38 stream.
+fn offers_t38(req: &Message) -> bool {
+    !req.body().is_empty()
+        && Sdp::parse_bytes(req.body())
+            .is_ok_and(|s| s.media.iter().any(|m| m.port != 0 && m.is_t38()))
 }
 
 #[cfg(test)]

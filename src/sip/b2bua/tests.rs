@@ -893,3 +893,85 @@ fn in_dialog_request_for_unknown_dialog_is_481() {
     let out = h.feed(CARRIER, &carrier_in_dialog("BYE", "nope", "x", 2, ""));
     assert_eq!(statuses(&out), [481]);
 }
+
+const T38_OFFER: &str = "v=0\r\no=fax 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n\
+t=0 0\r\nm=audio 0 RTP/AVP 0\r\nm=image 30002 udptl t38\r\na=T38FaxVersion:0\r\n";
+
+#[test]
+fn t38_reinvite_from_the_carrier_ends_the_call_as_fax() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "t38");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "t38", &tag, 1, ""));
+    h.take_effects();
+    let out = h.feed(
+        CARRIER,
+        &carrier_in_dialog("INVITE", "t38", &tag, 2, T38_OFFER),
+    );
+    // Refused (we relay no T.38), never forwarded to the operator, who is released.
+    let to_carrier = only(&out, CARRIER);
+    assert_eq!(to_carrier[0].status(), Some(488), "{out:?}");
+    assert!(to_carrier
+        .iter()
+        .any(|m| m.method() == Some(&SipMethod::Bye)));
+    let to_seat = only(&out, SEAT1);
+    assert_eq!(to_seat.len(), 1, "{out:?}");
+    assert_eq!(to_seat[0].method(), Some(&SipMethod::Bye));
+    let effects = h.take_effects();
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            CallEffect::Finished {
+                outcome: "fax",
+                seat_id: Some(1),
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn t38_only_invite_is_counted_as_fax_and_never_rings_a_seat() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let out = h.feed(CARRIER, &invite("t38i", "1", "", T38_OFFER));
+    assert_eq!(statuses(&out), [100]);
+    let admit = h.take_effects();
+    let [CallEffect::Admit { call, .. }] = admit.as_slice() else {
+        panic!("{admit:?}")
+    };
+    let out = h.admit(*call, route(12));
+    assert!(only(&out, SEAT1).is_empty(), "{out:?}");
+    let to_carrier: Vec<_> = only(&out, CARRIER)
+        .iter()
+        .filter_map(|m| m.status())
+        .collect();
+    assert_eq!(to_carrier, [488]);
+    let effects = h.take_effects();
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            CallEffect::Finished {
+                row: 12,
+                outcome: "fax",
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn audio_with_t38_offer_is_routed_as_voice() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let both = OFFER.to_owned() + "m=image 30002 udptl t38\r\n";
+    h.feed(CARRIER, &invite("mixed", "1", "", &both));
+    let admit = h.take_effects();
+    let [CallEffect::Admit { call, .. }] = admit.as_slice() else {
+        panic!("{admit:?}")
+    };
+    let out = h.admit(*call, route(13));
+    assert_eq!(only(&out, SEAT1).len(), 1, "{out:?}");
+}

@@ -133,4 +133,5 @@ macro_rules! e2e_both {
         }
     };
 }
+pub mod calls;
 pub mod peers;

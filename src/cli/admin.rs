@@ -364,12 +364,23 @@ pub(crate) async fn contractor(
                 }
             }
         }
-        ContractorCmd::Suspend { id, reason } => {
+        ContractorCmd::Suspend { id, reason, from } => {
             let id = parse_id("ID", &id)?;
             let reason = non_empty("--reason", &reason)?;
-            let s = ledger
-                .suspend(id, &reason, today_tokyo(), Utc::now())
-                .await?;
+            let at = match from {
+                Some(f) => {
+                    let at = parse_instant("--from", &f)?;
+                    if at > Utc::now() {
+                        return Err(CliError::field(
+                            "--from",
+                            "a suspension cannot start in the future; run the command then",
+                        ));
+                    }
+                    at
+                }
+                None => Utc::now(),
+            };
+            let s = ledger.suspend(id, &reason, today_tokyo(), at).await?;
             if g.json {
                 print_json(&s)?;
             } else {

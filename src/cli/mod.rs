@@ -139,6 +139,10 @@ pub enum ContractorCmd {
         id: String,
         #[arg(long)]
         reason: String,
+        /// When the suspension took effect (RFC 3339; default now). For recording a
+        /// suspension decided earlier; it cannot lie in the future.
+        #[arg(long)]
+        from: Option<String>,
     },
     /// End a suspension.
     Resume { id: String },

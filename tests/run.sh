@@ -42,6 +42,7 @@ ensure_postgres
 need_pkg sipp sip-tester   # SIPp: carrier and seats (tests/seat_register.rs, tests/call_path.rs)
 need_pkg baresip baresip   # a real softphone seat (tests/call_path.rs)
 need_pkg sox sox           # test audio: fax tone, DTMF, speech (tests/call_rules.rs)
+need_pkg svmap sipvicious   # SIPVicious scanners against the daemon (tests/security.rs)
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

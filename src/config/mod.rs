@@ -11,6 +11,7 @@
 //! [`SCHEMA`] on its own, unknown keys are collected, then semantic checks run.
 
 pub mod profiles;
+pub mod security;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hours::CalendarConfig;
 pub use profiles::{NumberFormat, Profiles, SeatProfile, Transport, Trunk};
+pub use security::SecurityConfig;
 
 /// The environment prefix; `__` separates prefix, section and key so that single
 /// underscores stay usable inside key names (`SMARTDESK__MEDIA__RTP_PORT_MIN`).
@@ -55,6 +57,7 @@ pub struct Config {
     pub log: LogConfig,
     pub billing: BillingConfig,
     pub hours: CalendarConfig,
+    pub security: SecurityConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +164,7 @@ impl Default for Config {
                 auto_suspend_on_complaints: false,
             },
             hours: CalendarConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -259,6 +263,7 @@ const SCHEMA: &[(&str, LeafCheck)] = &[
     ("billing.auto_suspend_on_complaints", check::<bool>),
     // The service calendar is validated as a whole by `hours::CalendarConfig`.
     ("hours", check::<CalendarConfig>),
+    ("security", check::<SecurityConfig>),
 ];
 
 /// Where the configuration comes from.
@@ -394,6 +399,9 @@ impl Config {
                 message,
             })
         };
+        for (key, message) in self.security.problems() {
+            p(key, message);
+        }
         if self.media.rtp_port_min >= self.media.rtp_port_max {
             p(
                 "media.rtp_port_min",

@@ -324,7 +324,7 @@ pub(super) async fn run(
     let endpoint = registry.and_then(|registry| {
         let b2bua = b2bua?;
         Endpoint::new(layer, rand::random(), registry)
-            .map(|e| e.with_b2bua(b2bua))
+            .map(|e| e.with_b2bua(b2bua).with_guard(cfg.security.guard()))
             .map_err(|e| e.to_string())
     });
     let mut endpoint = match endpoint {

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::b2bua::{Admission, B2bua, CallEffect, MediaNotice, SeatLocator, SeatTarget};
+use super::guard::{Guard, GuardConfig, RequestClass, Verdict};
 use super::message::{
     parse_datagram, stateless_error_response, uas_precheck, Frame, Message, MessageError,
     Method as SipMethod,
@@ -373,6 +374,8 @@ pub struct Endpoint {
     hold_until: Option<u64>,
     /// REGISTER answers waiting for their ledger writes: `(effect number, transaction, answer)`.
     held: Vec<(u64, TsxKey, Message)>,
+    /// Scanner drops, per-source rate limits and bans, before the transaction layer.
+    guard: Guard,
 }
 
 /// The call path's view of the registrar: every seat with a reachable binding, through its
@@ -424,7 +427,24 @@ impl Endpoint {
             inbound_src: None,
             hold_until: None,
             held: Vec::new(),
+            guard: Guard::new(GuardConfig::default()),
         })
+    }
+
+    /// Replaces the guard's limits (config `[security]`); its per-source state starts afresh.
+    pub fn with_guard(mut self, config: GuardConfig) -> Endpoint {
+        self.guard = Guard::new(config);
+        self
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    fn is_trunk(&self, ip: IpAddr) -> bool {
+        self.b2bua
+            .as_ref()
+            .is_some_and(|b| b.trunk_for(ip).is_some())
     }
 
     /// Ties the monotonic clock to wall time: at `at` it was `unix` since the epoch. The edge
@@ -503,6 +523,9 @@ impl Endpoint {
 
     /// One UDP datagram from `src` (RFC 3261 §18.3: one datagram, one message).
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, bytes: &[u8]) {
+        if self.guard.is_banned(src.ip(), now) {
+            return;
+        }
         let peer = self.io.peers.peer(Destination::Udp(src));
         match parse_datagram(bytes) {
             Ok(m) => self.handle_message(now, peer, src, m, Reliability::Unreliable),
@@ -522,6 +545,9 @@ impl Endpoint {
         src: SocketAddr,
         frame: Result<Frame, MessageError>,
     ) {
+        if self.guard.is_banned(src.ip(), now) {
+            return;
+        }
         let peer = self.io.peers.peer(Destination::Stream(conn));
         match frame {
             Ok(Frame::Message(m)) => self.handle_message(now, peer, src, *m, Reliability::Reliable),
@@ -584,6 +610,21 @@ impl Endpoint {
         m: Message,
         reliability: Reliability,
     ) {
+        if m.is_request() {
+            let class = match m.method() {
+                Some(SipMethod::Invite) if m.to_tag().is_none() => RequestClass::Initial,
+                Some(SipMethod::Options) => RequestClass::Initial,
+                Some(SipMethod::Register) => RequestClass::Register,
+                _ => RequestClass::Other,
+            };
+            let trunk = self.is_trunk(src.ip());
+            let (verdict, _ban) =
+                self.guard
+                    .check(src.ip(), trunk, now, class, m.header("User-Agent"));
+            if verdict != Verdict::Pass {
+                return;
+            }
+        }
         let m = if m.is_request() {
             match m.with_received(src) {
                 Ok(m) => m,
@@ -785,6 +826,10 @@ impl Endpoint {
                 };
                 let before = self.registry.effects_emitted();
                 let response = self.registry.handle_register(unix, request, src, dest);
+                if self.registry.take_auth_failure() {
+                    let trunk = self.is_trunk(src.ip());
+                    self.guard.auth_failed(src.ip(), trunk, now);
+                }
                 let after = self.registry.effects_emitted();
                 if after > before {
                     self.hold_until = Some(after);

@@ -2,6 +2,7 @@
 pub mod auth;
 pub mod b2bua;
 pub mod endpoint;
+pub mod guard;
 pub mod message;
 pub mod registrar;
 pub mod sdp;

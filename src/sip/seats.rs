@@ -235,6 +235,9 @@ pub struct SeatRegistry {
     effects: VecDeque<RegistryEffect>,
     /// Effects queued since start: the n-th effect polled is number n.
     emitted: u64,
+    /// Set when a REGISTER carried credentials that did not verify; taken by the endpoint's
+    /// guard (brute-force bans).
+    auth_failed: bool,
 }
 
 impl SeatRegistry {
@@ -276,7 +279,13 @@ impl SeatRegistry {
             bindings: BTreeMap::new(),
             effects: VecDeque::new(),
             emitted: 0,
+            auth_failed: false,
         }
+    }
+
+    /// Did the last REGISTER carry credentials that failed? Resets the flag.
+    pub fn take_auth_failure(&mut self) -> bool {
+        std::mem::take(&mut self.auth_failed)
     }
 
     pub fn realm(&self) -> &str {
@@ -368,6 +377,7 @@ impl SeatRegistry {
                 // The peer address, never the claimed user name: logs must not become an
                 // oracle for which names exist.
                 tracing::debug!(peer = %source, ?reason, "REGISTER authentication refused");
+                self.auth_failed = true;
                 return Err(Box::new(self.challenge(request, now, false)));
             }
         };

@@ -975,3 +975,26 @@ fn audio_with_t38_offer_is_routed_as_voice() {
     let out = h.admit(*call, route(13));
     assert_eq!(only(&out, SEAT1).len(), 1, "{out:?}");
 }
+
+/// Toll fraud: a seat that redirects (3xx to an outside number) is never followed; the call
+/// moves to the next seat or overflows, and nothing is sent to the redirect target.
+#[test]
+fn seat_redirect_is_never_followed() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "r1");
+    let redirect = wire::response(
+        &inv,
+        302,
+        "Moved Temporarily",
+        Some("s1"),
+        &[("Contact", "<sip:0120999999@203.0.113.66:5060>")],
+        None,
+    )
+    .unwrap();
+    let out = h.feed_msg(SEAT1, &redirect);
+    assert!(
+        out.iter().all(|(a, _)| *a != addr("203.0.113.66:5060")),
+        "{out:?}"
+    );
+    assert!(statuses(&out).contains(&480), "{:?}", statuses(&out));
+}

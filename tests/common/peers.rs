@@ -20,11 +20,10 @@ impl Proc {
         self.child.id()
     }
 
-    /// SIGKILL now and reap.
+    /// SIGKILL now and reap. Through `Child::kill`, which never signals a child already
+    /// reaped (its pid may belong to another process by then).
     pub fn kill9(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.child.id().to_string()])
-            .status();
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 

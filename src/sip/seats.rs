@@ -644,7 +644,10 @@ impl SeatRegistry {
                 ))
             })
             .collect();
-        out.sort_by_key(|c| std::cmp::Reverse(c.0));
+        // Preferred first (q), then the binding refreshed last (latest expiry): a phone that
+        // moved (new address, new Call-ID) is reached at its new contact at once instead of
+        // at the stale one until that expires.
+        out.sort_by_key(|c| std::cmp::Reverse((c.0, c.1.expires_at)));
         out.into_iter().map(|(_, c)| c).collect()
     }
 

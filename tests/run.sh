@@ -41,6 +41,7 @@ ensure_postgres() {
 ensure_postgres
 need_pkg sipp sip-tester   # SIPp: carrier and seats (tests/seat_register.rs, tests/call_path.rs)
 need_pkg baresip baresip   # a real softphone seat (tests/call_path.rs)
+need_pkg systemd-analyze systemd   # `systemd-analyze verify` of the unit (tests/operations.rs)
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

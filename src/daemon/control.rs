@@ -325,7 +325,9 @@ pub fn request(path: &Path, cmd: &str, args: Value) -> Result<Value, ControlErro
         .read_line(&mut answer)
         .map_err(io)?;
     let r: Response = serde_json::from_str(&answer).map_err(|e| {
-        ControlError::Failed(format!("unexpected answer from the daemon ({e}): {answer:?}"))
+        ControlError::Failed(format!(
+            "unexpected answer from the daemon ({e}): {answer:?}"
+        ))
     })?;
     if r.ok {
         return Ok(r.result.unwrap_or(Value::Null));

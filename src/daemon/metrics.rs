@@ -155,9 +155,19 @@ impl Metrics {
         let family = |o: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        family(&mut o, "smartdesk_up", "gauge", "1 while the daemon runs; 0.5 while draining.");
+        family(
+            &mut o,
+            "smartdesk_up",
+            "gauge",
+            "1 while the daemon runs; 0.5 while draining.",
+        );
         let _ = writeln!(o, "smartdesk_up {}", if snap.draining { 0.5 } else { 1.0 });
-        family(&mut o, "smartdesk_uptime_seconds", "gauge", "Seconds since start.");
+        family(
+            &mut o,
+            "smartdesk_uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+        );
         let _ = writeln!(o, "smartdesk_uptime_seconds {}", uptime.as_secs());
         family(
             &mut o,

@@ -41,9 +41,9 @@ use std::net::IpAddr;
 
 use super::admission::{self, Admitter};
 use super::media::{MediaEdge, MediaEvent};
-use super::prompts::Prompts;
 use super::metrics::Metrics;
 use super::notify;
+use super::prompts::Prompts;
 use super::requests::{CoreRequest, CoreSnapshot, SeatView, TrunkView};
 use super::{Clock, Daemon};
 use crate::config::{Profiles, SipConfig};
@@ -615,7 +615,9 @@ impl Core {
     /// number: the row id leads to it in the ledger for those allowed to see it.
     fn call_ended(&self, now: std::time::Instant, c: &crate::sip::b2bua::CallSummary) {
         let duration = now.saturating_duration_since(c.started);
-        let wait = c.answered_at.map(|a| a.saturating_duration_since(c.started));
+        let wait = c
+            .answered_at
+            .map(|a| a.saturating_duration_since(c.started));
         let talk = c.answered_at.map(|a| now.saturating_duration_since(a));
         let outcome = if c.row.is_some() {
             c.outcome

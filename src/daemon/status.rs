@@ -154,11 +154,7 @@ pub async fn status(c: &Control) -> Result<Value, CommandError> {
 
 /// SPEC §6 complaint rule, flag only (never suspends from here): one warning per flagged
 /// active contractor.
-async fn complaint_warnings(
-    c: &Control,
-    now: chrono::DateTime<Utc>,
-    warnings: &mut Vec<String>,
-) {
+async fn complaint_warnings(c: &Control, now: chrono::DateTime<Utc>, warnings: &mut Vec<String>) {
     let d = &c.daemon;
     let Ok(contractors) = bounded(d.ledger.contractors()).await else {
         return;

@@ -31,8 +31,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::counters::SipCounters;
 use super::b2bua::{Admission, B2bua, CallEffect, MediaNotice, SeatLocator, SeatTarget};
+use super::counters::SipCounters;
 use super::message::{
     parse_datagram, stateless_error_response, uas_precheck, Frame, Message, MessageError,
     Method as SipMethod,
@@ -591,11 +591,7 @@ impl Endpoint {
     }
 
     /// An admin ends call `id` (see [`B2bua::hang_up`]).
-    pub fn hang_up(
-        &mut self,
-        now: Instant,
-        id: u64,
-    ) -> Result<(), super::b2bua::HangupError> {
+    pub fn hang_up(&mut self, now: Instant, id: u64) -> Result<(), super::b2bua::HangupError> {
         match self.b2bua.as_mut() {
             Some(b) => b.hang_up(&mut self.io, now, id),
             None => Err(super::b2bua::HangupError::NotFound),

@@ -355,7 +355,8 @@ async fn hangup_ends_an_answered_call_on_both_legs() {
 }
 
 e2e_both!(sigterm_lets_calls_finish_and_refuses_new_ones, |env| {
-    let mut d = setup(&env, "\n[daemon]\nshutdown_grace_s = 30\n");
+    let mut d = configure(&env, "");
+    d.start_with(&env, OPEN, &[("SMARTDESK__DAEMON__SHUTDOWN_GRACE_S", "30")]);
     let mut phone = seat(&env, &d, "seat_answer.xml");
     let mut call = carrier(&env, &d, "carrier_call.xml", 3000);
     live_until(&env, &d, "an answered call", answered);
@@ -402,7 +403,8 @@ e2e_both!(sigterm_lets_calls_finish_and_refuses_new_ones, |env| {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hangs_up_calls_left_after_the_grace_period() {
     let env = Env::new(common::Db::Sqlite).await;
-    let mut d = setup(&env, "\n[daemon]\nshutdown_grace_s = 1\n");
+    let mut d = configure(&env, "");
+    d.start_with(&env, OPEN, &[("SMARTDESK__DAEMON__SHUTDOWN_GRACE_S", "1")]);
     let mut phone = seat(&env, &d, "seat_answer.xml");
     let mut call = carrier(&env, &d, "carrier_wait_bye.xml", 0);
     live_until(&env, &d, "an answered call", answered);

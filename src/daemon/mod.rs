@@ -324,6 +324,10 @@ async fn drain(core: &CoreHandle, grace: Duration) {
         }
         tokio::time::sleep(DRAIN_POLL).await;
     }
+    // From here a call whose outcome is recorded and whose carrier leg has its answer only
+    // waits for a seat that never answered our INVITE (no CANCEL before a provisional,
+    // RFC 3261 §9.1): nothing is lost by not waiting for its Timer B.
+    let done = |s: &requests::CoreSnapshot| s.calls_unfinished == 0 && s.requests_outstanding == 0;
     let flush_deadline = Instant::now() + HANGUP_FLUSH;
     match core.hangup_all().await {
         Ok(left) => tracing::warn!(
@@ -334,8 +338,8 @@ async fn drain(core: &CoreHandle, grace: Duration) {
     }
     while Instant::now() < flush_deadline {
         match core.snapshot().await {
-            Ok(s) if settled(&s) => return,
-            Ok(s) if !s.calls.is_empty() => {
+            Ok(s) if done(&s) => return,
+            Ok(s) if s.calls_unfinished > 0 => {
                 // Calls still being admitted when the grace ended can be hung up now.
                 let _ = core.hangup_all().await;
             }

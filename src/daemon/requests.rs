@@ -75,6 +75,8 @@ pub struct CoreSnapshot {
     pub sip: SipCounters,
     pub auth_failures: u64,
     pub draining: bool,
+    /// Calls in progress whose outcome is not recorded yet.
+    pub calls_unfinished: usize,
     /// BYEs and CANCELs without a final response (shutdown waits for them).
     pub requests_outstanding: usize,
     pub transactions: usize,

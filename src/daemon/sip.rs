@@ -675,6 +675,7 @@ impl Core {
             sip: self.endpoint.counters(),
             auth_failures: self.endpoint.registry().auth_failures(),
             draining: b.is_draining(),
+            calls_unfinished: b.calls_unfinished(),
             requests_outstanding: b.requests_outstanding(),
             transactions: self.endpoint.transactions(),
             registration_writes_dropped: self.registrations_dropped,

@@ -208,6 +208,8 @@ impl Daemon {
             .command(&["--config", self.config.to_str().expect("path"), "serve"])
             .args(["--clock", clock])
             .env("SMARTDESK_LOG", "info,smartdesk=debug")
+            // SIGTERM lets calls finish for this long (production: 30 s); `stop` waits 10 s.
+            .env("SMARTDESK__DAEMON__SHUTDOWN_GRACE_S", "3")
             .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)

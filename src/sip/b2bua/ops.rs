@@ -230,6 +230,11 @@ impl B2bua {
         self.draining
     }
 
+    /// Calls whose outcome is not decided yet (the rest only wait for a leg to close).
+    pub fn calls_unfinished(&self) -> usize {
+        self.calls.values().filter(|c| !c.finished).count()
+    }
+
     /// BYEs and CANCELs we sent that have no final response yet.
     pub fn requests_outstanding(&self) -> usize {
         self.client

@@ -43,6 +43,7 @@ need_pkg sipp sip-tester   # SIPp: carrier and seats (tests/seat_register.rs, te
 need_pkg baresip baresip   # a real softphone seat (tests/call_path.rs)
 need_pkg sox sox           # test audio: fax tone, DTMF, speech (tests/call_rules.rs)
 need_pkg svmap sipvicious   # SIPVicious scanners against the daemon (tests/security.rs)
+need_pkg systemd-analyze systemd   # `systemd-analyze verify` of the unit (tests/operations.rs)
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -127,7 +127,7 @@ async fn sipvicious_finds_nothing_and_cracks_nothing() {
     );
     let log = d.log_text();
     assert!(
-        log.contains("SECURITY scanner ip=127.0.0.3 action=drop"),
+        log.contains("smartdesk::security: scanner from 127.0.0.3"),
         "{log}"
     );
     // A plain request from the same address (not a scanner) is still answered.
@@ -236,14 +236,13 @@ e2e_both!(
         brute.wait(Duration::from_secs(60));
         let log = d.log_text();
         assert!(
-            log.contains("SECURITY ban ip=127.0.0.4 reason=auth_failures count=10 for_s=900"),
+            log.contains(
+                "smartdesk::security: ban from 127.0.0.4 reason=auth_failures count=10 for_s=900"
+            ),
             "{log}"
         );
-        assert!(log.contains("SECURITY auth_failure ip=127.0.0.4"));
-        assert!(
-            !log.contains("SECURITY ban ip=127.0.0.5"),
-            "the storm was banned"
-        );
+        assert!(log.contains("smartdesk::security: auth_failure from 127.0.0.4"));
+        assert!(!log.contains("ban from 127.0.0.5"), "the storm was banned");
         // Banned: even a correct login from there gets no answer; the storm's address still does.
         let banned = UdpSocket::bind("127.0.0.4:0").expect("bind");
         assert_eq!(
@@ -332,15 +331,15 @@ e2e_both!(flood_from_one_source_does_not_hurt_the_carrier, |env| {
     assert!(calls.iter().all(|c| c["outcome"] == "overflow"));
     let log = d.log_text();
     assert!(
-        log.contains("SECURITY ratelimit ip=127.0.0.6"),
+        log.contains("smartdesk::security: rate_limited from 127.0.0.6"),
         "{sent} flood requests, no limit:\n{log}"
     );
     assert!(
-        log.contains("SECURITY ban ip=127.0.0.6 reason=flood"),
+        log.contains("smartdesk::security: ban from 127.0.0.6 reason=flood"),
         "{log}"
     );
     assert!(
-        !log.contains("ip=127.0.0.1 "),
+        !log.contains("rate_limited from 127.0.0.1"),
         "the carrier was limited:\n{log}"
     );
     assert_eq!(d.stop(), Some(0));

@@ -2,9 +2,11 @@
 //! these exact command names and flags: add freely, never rename.
 //!
 //! Exit status: 0 success; 2 bad input (unknown plan, malformed date or number, duplicate,
-//! unknown id — nothing was written); 1 anything else (database unreachable, I/O).
+//! unknown id — nothing was written); 3 a live command found no running daemon; 1 anything
+//! else (database unreachable, I/O).
 
 mod admin;
+mod live;
 mod money;
 
 use std::path::PathBuf;
@@ -69,6 +71,23 @@ pub enum Command {
     Bill(money::BillArgs),
     /// Is the service open at a moment, why, and when does that change?
     Hours(HoursArgs),
+    /// What the running daemon is doing: hours, trunks, seats, calls, ledger, warnings.
+    Status,
+    /// A call in progress (live; asks the running daemon).
+    #[command(subcommand)]
+    Call(CallCmd),
+    /// Reload profiles, service hours and prompts in the running daemon (like SIGHUP);
+    /// invalid files are refused with their errors and the running configuration is kept.
+    Reload,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallCmd {
+    /// End a call in progress cleanly (BYE / CANCEL to both sides; the outcome is recorded).
+    Hangup {
+        /// The call id (`calls --live` lists it).
+        call_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +214,9 @@ pub struct CallsArgs {
     pub month: Option<String>,
     #[arg(long)]
     pub contractor: Option<String>,
+    /// Calls in progress now, from the running daemon (instead of the ledger).
+    #[arg(long, conflicts_with_all = ["month", "contractor"])]
+    pub live: bool,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +235,9 @@ pub enum CliError {
     /// Anything else: exit 1.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+    /// A live command found no daemon: exit 3.
+    #[error("{0}")]
+    NotRunning(String),
 }
 
 impl CliError {
@@ -220,6 +245,7 @@ impl CliError {
         match self {
             CliError::Input(_) => 2,
             CliError::Other(_) => 1,
+            CliError::NotRunning(_) => 3,
         }
     }
     pub(crate) fn field(field: &str, msg: impl std::fmt::Display) -> CliError {
@@ -341,6 +367,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::CheckConfig => check_config(&cli.global),
         Command::Quote(args) => money::quote(&cli.global, &args),
         Command::Hours(args) => admin::hours(&cli.global, &args),
+        Command::Status => live::status(&cli.global),
+        Command::Calls(args) if args.live => live::calls(&cli.global, &args),
+        Command::Call(CallCmd::Hangup { call_id }) => live::hangup(&cli.global, &call_id),
+        Command::Reload => live::reload(&cli.global),
         other => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -384,7 +414,13 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
         Command::Seat(c) => admin::seat(g, &cfg, &ledger, c).await,
         Command::Calls(a) => admin::calls(g, &ledger, &a).await,
         Command::Bill(a) => money::bill(g, &ledger, &a).await,
-        Command::Serve(_) | Command::CheckConfig | Command::Quote(_) | Command::Hours(_) => {
+        Command::Serve(_)
+        | Command::CheckConfig
+        | Command::Quote(_)
+        | Command::Hours(_)
+        | Command::Status
+        | Command::Call(_)
+        | Command::Reload => {
             unreachable!("handled without a ledger")
         }
     };

@@ -45,6 +45,10 @@ pub const DEFAULT_T2_MS: u64 = 4000;
 pub const DEFAULT_T4_MS: u64 = 5000;
 /// A call whose media stopped this long is treated as dead (lost BYE, crashed phone).
 pub const DEFAULT_MEDIA_TIMEOUT_S: u64 = 60;
+/// SIGTERM: how long calls in progress may go on before they are hung up. Most calls to an
+/// answering service take a minute or two; 30 s lets the short ones finish while keeping a
+/// restart quick. The systemd unit's TimeoutStopSec must stay above it.
+pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -58,6 +62,25 @@ pub struct Config {
     pub billing: BillingConfig,
     pub hours: CalendarConfig,
     pub security: SecurityConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus endpoint (issue #9 §2): off unless `listen` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `IP:PORT` serving `GET /metrics`; empty = off.
+    pub listen: String,
+    /// Allow a non-loopback `listen` (metrics reveal traffic levels; keep them local
+    /// unless a firewall or a scraper network is in front).
+    pub allow_non_loopback: bool,
+}
+
+impl MetricsConfig {
+    /// The address to serve on, if metrics are on and the address is valid.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.trim().parse().ok()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +88,8 @@ pub struct Config {
 pub struct DaemonConfig {
     /// Holds the SQLite ledger, the control socket, spools and recordings.
     pub data_dir: PathBuf,
+    /// SIGTERM: seconds calls in progress may continue before they are hung up.
+    pub shutdown_grace_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +157,7 @@ impl Default for Config {
         Config {
             daemon: DaemonConfig {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+                shutdown_grace_s: DEFAULT_SHUTDOWN_GRACE_S,
             },
             ledger: LedgerConfig {
                 url: String::new(),
@@ -165,7 +191,16 @@ impl Default for Config {
             },
             hours: CalendarConfig::default(),
             security: SecurityConfig::default(),
+            metrics: MetricsConfig {
+                listen: String::new(),
+                allow_non_loopback: false,
+            },
         }
+    }
+}
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Config::default().metrics
     }
 }
 impl Default for DaemonConfig {
@@ -243,6 +278,9 @@ fn strip_origin(msg: &str) -> String {
 /// and the structs above in step (a key missing here would be reported as unknown).
 const SCHEMA: &[(&str, LeafCheck)] = &[
     ("daemon.data_dir", check::<PathBuf>),
+    ("daemon.shutdown_grace_s", check::<u64>),
+    ("metrics.listen", check::<String>),
+    ("metrics.allow_non_loopback", check::<bool>),
     ("ledger.url", check::<String>),
     ("ledger.max_connections", check::<u32>),
     ("sip.listen", check::<SocketAddr>),
@@ -475,6 +513,31 @@ impl Config {
         }
         for m in self.hours.validate() {
             p("hours", m);
+        }
+        if !self.metrics.listen.trim().is_empty() {
+            match self.metrics.listen_addr() {
+                None => p(
+                    "metrics.listen",
+                    format!(
+                        "not an IP:PORT address: {:?} (empty turns metrics off)",
+                        self.metrics.listen
+                    ),
+                ),
+                Some(a) if !a.ip().is_loopback() && !self.metrics.allow_non_loopback => p(
+                    "metrics.listen",
+                    format!(
+                        "{a} is not a loopback address; set metrics.allow_non_loopback = true \
+                         to expose metrics beyond this host"
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        if self.daemon.shutdown_grace_s > 3600 {
+            p(
+                "daemon.shutdown_grace_s",
+                "must be at most 3600 seconds".into(),
+            );
         }
         out
     }

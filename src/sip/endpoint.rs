@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::b2bua::{Admission, B2bua, CallEffect, MediaNotice, SeatLocator, SeatTarget};
+use super::counters::SipCounters;
 use super::guard::{Guard, GuardConfig, RequestClass, Verdict};
 use super::message::{
     parse_datagram, stateless_error_response, uas_precheck, Frame, Message, MessageError,
@@ -376,6 +377,7 @@ pub struct Endpoint {
     held: Vec<(u64, TsxKey, Message)>,
     /// Scanner drops, per-source rate limits and bans, before the transaction layer.
     guard: Guard,
+    counters: SipCounters,
 }
 
 /// The call path's view of the registrar: every seat with a reachable binding, through its
@@ -428,6 +430,7 @@ impl Endpoint {
             hold_until: None,
             held: Vec::new(),
             guard: Guard::new(GuardConfig::default()),
+            counters: SipCounters::default(),
         })
     }
 
@@ -577,6 +580,7 @@ impl Endpoint {
             let t = self.io.layer.poll_transmit()?;
             match self.io.peers.destination(t.to) {
                 Some(to) => {
+                    self.counters.outbound.count(&t.bytes);
                     return Some(Outbound { to, bytes: t.bytes });
                 }
                 None => tracing::debug!("dropping a transmit to an evicted IPv6 peer"),
@@ -602,6 +606,36 @@ impl Endpoint {
         self.io.layer.len()
     }
 
+    /// SIP traffic so far (metrics).
+    pub fn counters(&self) -> SipCounters {
+        self.counters
+    }
+
+    /// The call path, for reads and for changes that send nothing (drain, trunk reload).
+    pub fn b2bua_mut(&mut self) -> Option<&mut B2bua> {
+        self.b2bua.as_mut()
+    }
+
+    /// An admin ends call `id` (see [`B2bua::hang_up`]).
+    pub fn hang_up(&mut self, now: Instant, id: u64) -> Result<(), super::b2bua::HangupError> {
+        match self.b2bua.as_mut() {
+            Some(b) => b.hang_up(&mut self.io, now, id),
+            None => Err(super::b2bua::HangupError::NotFound),
+        }
+    }
+
+    /// Ends every call that can be ended now (grace period over); returns how many remain.
+    pub fn hang_up_all(&mut self, now: Instant) -> usize {
+        self.b2bua
+            .as_mut()
+            .map_or(0, |b| b.hang_up_all(&mut self.io, now))
+    }
+
+    /// The next ended call's summary (see [`B2bua::poll_ended`]).
+    pub fn poll_ended_call(&mut self) -> Option<super::b2bua::CallSummary> {
+        self.b2bua.as_mut()?.poll_ended()
+    }
+
     fn handle_message(
         &mut self,
         now: Instant,
@@ -610,6 +644,11 @@ impl Endpoint {
         m: Message,
         reliability: Reliability,
     ) {
+        match (m.method(), m.status()) {
+            (Some(method), _) => self.counters.inbound.count_request(method.as_str()),
+            (None, Some(status)) => self.counters.inbound.count_status(status),
+            _ => {}
+        }
         if m.is_request() {
             let class = match m.method() {
                 Some(SipMethod::Invite) if m.to_tag().is_none() => RequestClass::Initial,
@@ -729,6 +768,7 @@ impl Endpoint {
                     }
                 }
                 TsxEvent::Timeout { key, .. } | TsxEvent::TransportError { key } => {
+                    self.counters.timeouts += 1;
                     if let Some(b) = self.b2bua.as_mut() {
                         b.on_client_failure(&mut self.io, now, &key, &self.registry);
                     }
@@ -802,6 +842,9 @@ impl Endpoint {
         }
         match method {
             SipMethod::Options => {
+                if let (Some(b), Some(src)) = (self.b2bua.as_mut(), self.inbound_src) {
+                    b.note_options(src.ip(), now);
+                }
                 let ok = Message::response_to(request, 200, "OK").with_to_tag(&tag);
                 // §11.2; carriers use OPTIONS as keep-alive. No Server header: a version
                 // string only helps an attacker pick exploits.
@@ -858,6 +901,7 @@ impl Endpoint {
         raw: &[u8],
         error: &MessageError,
     ) {
+        self.counters.malformed += 1;
         let kind = if error.status().is_some() {
             Malformed::Request
         } else {

@@ -17,8 +17,10 @@
 //!   `failure_window` the source is banned for `ban_duration`. A source that keeps flooding
 //!   (`ban_after_drops` dropped requests within the window) is banned too. Trunk addresses are
 //!   never banned (a misbehaving carrier is an operations problem, not an attack to block).
-//!   Every ban is one `SECURITY` line at warn level in a fail2ban-friendly form:
-//!   `SECURITY ban ip=203.0.113.9 reason=auth_failures count=10 for_s=900`.
+//!   Every ban is one line in the shape of [`crate::sip::security`] (fail2ban-friendly):
+//!   `smartdesk::security: ban from 203.0.113.9 reason=auth_failures count=10 for_s=900`;
+//!   scanner and rate-limit drops are logged once per source and window the same way
+//!   (`scanner from …`, `rate_limited from …`).
 //!
 //! Memory is bounded: at most `max_sources` per-source entries; when full, idle entries are
 //! swept, and a source that still finds no room shares one overflow entry (so a spoofed-source
@@ -251,7 +253,7 @@ impl Guard {
             let s = self.source(ip, now);
             if !s.scanner_logged {
                 s.scanner_logged = true;
-                tracing::warn!("SECURITY scanner ip={ip} action=drop");
+                crate::sip::security::event(crate::sip::security::SCANNER, ip);
             }
             return (
                 Verdict::Drop {
@@ -279,7 +281,7 @@ impl Guard {
         let drops = s.drops;
         self.stats.dropped_rate += 1;
         if drops == 1 {
-            tracing::warn!("SECURITY ratelimit ip={ip} action=drop");
+            crate::sip::security::event(crate::sip::security::RATE_LIMITED, ip);
         }
         let ban = (!trunk && drops >= ban_after)
             .then(|| self.ban(ip, now, "flood", drops))
@@ -295,7 +297,6 @@ impl Guard {
     /// A request from `ip` carried digest credentials that did not verify.
     pub fn auth_failed(&mut self, ip: IpAddr, trunk: bool, now: Instant) -> Option<Ban> {
         self.stats.auth_failures += 1;
-        tracing::info!("SECURITY auth_failure ip={ip}");
         if trunk {
             return None;
         }
@@ -321,7 +322,13 @@ impl Guard {
         s.drops = 0;
         self.stats.bans += 1;
         tracing::warn!(
-            "SECURITY ban ip={ip} reason={reason} count={count} for_s={}",
+            target: "smartdesk::security",
+            kind = crate::sip::security::BAN,
+            peer = %ip,
+            reason,
+            count,
+            for_s = duration.as_secs(),
+            "ban from {ip} reason={reason} count={count} for_s={}",
             duration.as_secs()
         );
         Some(Ban {

@@ -26,6 +26,7 @@
 //! target, as SBC-facing B2BUAs do (Asterisk `force_rport`/`comedia`): both peers may be
 //! behind NAT, and the trunk ACL names the carrier's addresses anyway.
 
+pub mod ops;
 pub mod wire;
 
 use std::cmp::Reverse;
@@ -46,6 +47,7 @@ use crate::sip::transaction::{
     PeerId, TimerConfig, TsxKey, Uas2xxEvent, Uas2xxRetransmitter, Uas2xxState,
 };
 
+pub use ops::{CallSummary, HangupError, LiveCall, DRAIN_RETRY_AFTER_SECS};
 use wire::{quote_display, uri_of, uri_user, RequestSpec, BRANCH_PREFIX};
 
 /// Retry-After (seconds) on the 503 sent when the call row cannot be written: long enough
@@ -307,6 +309,10 @@ struct Call {
     /// Last ACK sent to each side, resent when its 2xx is retransmitted.
     last_ack: [Option<(u32, Arc<[u8]>)>; 2],
     reinvite: Option<ReInvite>,
+    /// When the carrier's INVITE arrived and when a seat answered (for status and metrics).
+    started: Instant,
+    answered_at: Option<Instant>,
+    trunk: String,
 }
 
 impl Call {
@@ -334,6 +340,8 @@ pub struct B2buaStats {
     pub calls: usize,
     pub refused_acl: u64,
     pub unknown_number: u64,
+    /// INVITEs answered 503 because the daemon is shutting down.
+    pub refused_draining: u64,
 }
 
 /// The call table and its rules.
@@ -354,6 +362,12 @@ pub struct B2bua {
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     effects: VecDeque<CallEffect>,
     stats: B2buaStats,
+    /// Shutting down: new calls are refused (see [`ops`]).
+    draining: bool,
+    /// Trunk name → when an OPTIONS from one of its addresses was last answered.
+    trunk_seen: HashMap<String, Instant>,
+    /// One summary per call that ended, until the edge polls it.
+    ended: VecDeque<CallSummary>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -404,6 +418,9 @@ impl B2bua {
             deadlines: BinaryHeap::new(),
             effects: VecDeque::new(),
             stats: B2buaStats::default(),
+            draining: false,
+            trunk_seen: HashMap::new(),
+            ended: VecDeque::new(),
         })
     }
 
@@ -465,10 +482,14 @@ impl B2bua {
         let Some(trunk) = self.trunk_for(src.ip()).cloned() else {
             self.stats.refused_acl += 1;
             io.log_limited(now, "refused", || {
-                tracing::warn!(peer = %src, "INVITE from an address of no configured trunk refused (403)")
+                crate::sip::security::event(crate::sip::security::ACL_REJECT, src.ip())
             });
             return reply(io, 403, "Forbidden");
         };
+        if self.draining {
+            self.stats.refused_draining += 1;
+            return ops::refuse_draining(io, now, key, req);
+        }
         if req.max_forwards() == Some(0) {
             return reply(io, 483, "Too Many Hops");
         }
@@ -605,6 +626,9 @@ impl B2bua {
                 ack_owed: None,
                 last_ack: [None, None],
                 reinvite: None,
+                started: now,
+                answered_at: None,
+                trunk: trunk.name.clone(),
             },
         );
         self.by_a.insert(a_key, id);
@@ -1019,6 +1043,10 @@ impl B2bua {
         match purpose {
             Purpose::BInvite => self.on_b_invite_response(io, now, id, key, status, resp, seats),
             Purpose::ReInvite => self.on_reinvite_response(io, now, id, status, resp),
+            // Answered: nothing is outstanding any more (shutdown waits for these).
+            Purpose::Cancel | Purpose::Bye if status >= 200 => {
+                self.client.remove(key);
+            }
             Purpose::Cancel | Purpose::Bye => {}
         }
     }
@@ -1108,6 +1136,7 @@ impl B2bua {
                 };
                 call.phase = Phase::Answered;
                 call.seat_answered = Some(seat_id);
+                call.answered_at = Some(now);
                 call.ack_owed = Some((Side::B, cseq));
                 if let Some(row) = call.row {
                     self.effects.push_back(CallEffect::Answered {
@@ -1165,7 +1194,9 @@ impl B2bua {
         match purpose {
             Purpose::BInvite => self.seat_failed(io, now, id, key, seats),
             Purpose::ReInvite => self.fail_reinvite(io, now, id, 408, "Request Timeout"),
-            Purpose::Cancel | Purpose::Bye => {}
+            Purpose::Cancel | Purpose::Bye => {
+                self.client.remove(key);
+            }
         }
     }
 
@@ -1629,6 +1660,10 @@ impl B2bua {
         call.finished = true;
         let outcome = call.outcome.unwrap_or(fallback);
         call.outcome = Some(outcome);
+        if self.ended.len() >= ops::MAX_ENDED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(ops::summary(id, call, outcome));
         if let Some(row) = call.row {
             self.effects.push_back(CallEffect::Finished {
                 call: id,

@@ -998,3 +998,140 @@ fn seat_redirect_is_never_followed() {
     );
     assert!(statuses(&out).contains(&480), "{:?}", statuses(&out));
 }
+
+// ------------------------------------------------------------------ operations (issue #9)
+
+#[test]
+fn admin_hangup_of_an_answered_call_byes_both_legs_and_stays_answered() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "h1");
+    h.now += Duration::from_secs(2);
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "h1", &tag, 1, ""));
+    h.now += Duration::from_secs(3);
+    let live = h.ep.b2bua().unwrap().live_calls(h.now);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].id, Some(11));
+    assert_eq!(live[0].state, "answered");
+    assert_eq!(live[0].seat_id, Some(1));
+    assert_eq!(live[0].contractor.as_deref(), Some("株式会社ABC"));
+    assert_eq!(live[0].duration_ms, 5000);
+    assert_eq!(live[0].talk_ms, Some(3000));
+    assert_eq!(h.ep.b2bua().unwrap().seat_states(), [(1, "on_call")]);
+    h.take_effects();
+    let call = h.ep.b2bua().unwrap().call_by_row(11).unwrap();
+    h.ep.hang_up(h.now, call).unwrap();
+    let out = h.drain();
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Bye));
+    assert_eq!(only(&out, CARRIER)[0].method(), Some(&SipMethod::Bye));
+    assert!(h.take_effects().contains(&CallEffect::Finished {
+        call: 0,
+        row: 11,
+        outcome: "answered",
+        seat_id: Some(1)
+    }));
+    assert_eq!(h.calls(), 0);
+    let ended = h.ep.poll_ended_call().unwrap();
+    assert_eq!((ended.row, ended.outcome), (Some(11), "answered"));
+    assert!(ended.answered_at.is_some());
+    // Both BYEs are outstanding until answered; then nothing is.
+    assert_eq!(h.ep.b2bua().unwrap().requests_outstanding(), 2);
+    for (to, bye) in [
+        (SEAT1, only(&out, SEAT1)[0].clone()),
+        (CARRIER, only(&out, CARRIER)[0].clone()),
+    ] {
+        let ok = wire::response(&bye, 200, "OK", None, &[], None).unwrap();
+        h.feed_msg(to, &ok);
+    }
+    assert_eq!(h.ep.b2bua().unwrap().requests_outstanding(), 0);
+    assert_eq!(h.ep.hang_up(h.now, call), Err(HangupError::NotFound));
+}
+
+#[test]
+fn admin_hangup_while_ringing_cancels_the_seat_and_records_failed() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "h2");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    assert_eq!(h.ep.b2bua().unwrap().seat_states(), [(1, "ringing")]);
+    h.take_effects();
+    h.ep.hang_up(h.now, 0).unwrap();
+    let out = h.drain();
+    assert_eq!(
+        statuses(
+            &only(&out, CARRIER)
+                .into_iter()
+                .map(|m| (addr(CARRIER), m.clone()))
+                .collect::<Vec<_>>()
+        ),
+        [480]
+    );
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Cancel));
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Finished {
+            outcome: "failed",
+            ..
+        }
+    )));
+}
+
+#[test]
+fn admin_hangup_waits_for_admission() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.feed(CARRIER, &invite("h3", "1", "", OFFER));
+    assert_eq!(h.ep.hang_up(h.now, 0), Err(HangupError::Admitting));
+    assert_eq!(
+        h.ep.b2bua().unwrap().live_calls(h.now)[0].state,
+        "admitting"
+    );
+}
+
+#[test]
+fn draining_refuses_new_calls_with_503_and_keeps_calls_in_progress() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "d1");
+    h.ep.b2bua_mut().unwrap().set_draining(true);
+    h.take_effects();
+    let out = h.feed(CARRIER, &invite("d2", "2", "", OFFER));
+    assert_eq!(statuses(&out), [503]);
+    assert_eq!(
+        out[0].1.header("Retry-After"),
+        Some(DRAIN_RETRY_AFTER_SECS.to_string().as_str())
+    );
+    assert!(h.take_effects().is_empty(), "no admission, nothing counted");
+    // Strangers still get 403 first.
+    let out = h.feed("203.0.113.9:5060", &invite("d3", "3", "", OFFER));
+    assert_eq!(statuses(&out), [403]);
+    // The call in progress is answered as usual.
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    assert_eq!(only(&out, CARRIER)[0].status(), Some(200));
+    assert_eq!(h.ep.b2bua().unwrap().stats().refused_draining, 1);
+    // Grace over: every call is hung up.
+    assert_eq!(h.ep.hang_up_all(h.now), 0);
+}
+
+#[test]
+fn options_from_a_trunk_is_remembered_and_trunks_reload() {
+    let mut h = H::new(vec![]);
+    let opts = "OPTIONS sip:desk@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKo1\r\n\
+        Max-Forwards: 70\r\nTo: <sip:desk@192.0.2.1>\r\nFrom: <sip:c@192.0.2.10>;tag=o\r\n\
+        Call-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    h.feed(CARRIER, opts);
+    h.now += Duration::from_secs(7);
+    let out = h.feed(CARRIER, &invite("r9", "4", "", OFFER));
+    assert_eq!(statuses(&out), [100], "admitted under the first trunk list");
+    let seen = h.ep.b2bua().unwrap().trunks_seen(h.now);
+    assert_eq!(seen[0].0.name, "carrier-a");
+    assert_eq!(seen[0].1, Some(Duration::from_secs(7)));
+    let mut t = seen[0].0.clone();
+    t.sources = vec!["198.18.0.0/24".parse().unwrap()];
+    h.ep.b2bua_mut().unwrap().set_trunks(vec![t]);
+    let out = h.feed(CARRIER, &invite("r10", "5", "", OFFER));
+    assert_eq!(
+        statuses(&out),
+        [403],
+        "the old trunk address is refused now"
+    );
+    assert_eq!(h.ep.counters().inbound.requests[0], 2, "two INVITEs in");
+}

@@ -1,0 +1,350 @@
+//! Reports to contractors (issue #7 §3): where they go (`report_channels`) and the durable
+//! outbox that carries them (`outbox`, one row per report and channel).
+//!
+//! Exactly once per (report, channel): the outbox row's `idempotency_key` is unique, so a
+//! report cannot be queued twice for one channel; a worker *claims* a due row by moving its
+//! `next_attempt_at` forward in the same statement that checks it is due and pending
+//! ([`Ledger::claim_report`]), so two workers (or a worker and its restarted self) never
+//! send the same row at once; and a delivery is recorded by an UPDATE that only a pending
+//! row matches. The one gap no outbox can close — the receiver accepted, the process died
+//! before the UPDATE — is why every delivery carries the idempotency key for the receiver.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{on_pool, Ledger, LedgerError};
+
+/// Channel kinds (the schema's CHECK).
+pub const CHANNEL_KINDS: &[&str] = &["email", "webhook", "slack"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChannel {
+    pub kind: String,
+    pub target: String,
+    /// The webhook's HMAC key.
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ReportChannel {
+    pub id: i64,
+    pub contractor_id: i64,
+    pub kind: String,
+    pub target: String,
+    /// Never printed.
+    #[serde(skip)]
+    pub secret: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One outbox row: a report on its way to one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub contractor_id: i64,
+    pub record_id: Option<i64>,
+    pub call_id: Option<i64>,
+    pub channel_id: Option<i64>,
+    pub channel_kind: String,
+    #[serde(skip)]
+    pub target: String,
+    #[serde(skip)]
+    pub payload: String,
+    pub idempotency_key: String,
+    pub report_kind: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Counts by state, for `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub delivered: i64,
+    pub failed: i64,
+}
+
+const OUTBOX_COLUMNS: &str = "id, contractor_id, record_id, call_id, channel_id, channel_kind, target, payload,
+     idempotency_key, report_kind, state, attempts, next_attempt_at, last_error, created_at, delivered_at";
+
+/// The idempotency key of a report to one channel: stable across retries and restarts.
+pub fn idempotency_key(report_kind: &str, report_id: i64, channel_id: i64) -> String {
+    format!("smartdesk-{report_kind}-{report_id}-ch{channel_id}")
+}
+
+impl Ledger {
+    /// Replaces the contractor's channels: the current ones are retired (kept for the
+    /// history of reports sent to them), `channels` become the live set.
+    pub async fn set_report_channels(
+        &self,
+        contractor_id: i64,
+        channels: &[NewChannel],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ReportChannel>, LedgerError> {
+        self.contractor(contractor_id).await?;
+        on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "UPDATE report_channels SET removed_at = $1
+                 WHERE contractor_id = $2 AND removed_at IS NULL",
+            )
+            .bind(at)
+            .bind(contractor_id)
+            .execute(&mut *tx)
+            .await?;
+            for c in channels {
+                sqlx::query(
+                    "INSERT INTO report_channels (contractor_id, kind, target, secret, created_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(contractor_id)
+                .bind(&c.kind)
+                .bind(&c.target)
+                .bind(&c.secret)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        self.report_channels(contractor_id).await
+    }
+
+    /// The contractor's live channels.
+    pub async fn report_channels(
+        &self,
+        contractor_id: i64,
+    ) -> Result<Vec<ReportChannel>, LedgerError> {
+        Ok(on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, contractor_id, kind, target, secret, created_at FROM report_channels
+                 WHERE contractor_id = $1 AND removed_at IS NULL ORDER BY id",
+            )
+            .bind(contractor_id)
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
+    /// A channel by id, retired or not (the worker sends to the channel a row was queued for).
+    pub async fn report_channel(&self, id: i64) -> Result<Option<ReportChannel>, LedgerError> {
+        Ok(on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, contractor_id, kind, target, secret, created_at FROM report_channels
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+        }))
+    }
+
+    /// Queues a message left on overflow (ACD) for every live channel of the contractor, one
+    /// report per call. Returns how many outbox rows were queued (0 when already queued).
+    pub async fn queue_message_report(
+        &self,
+        contractor_id: i64,
+        call_id: i64,
+        payload: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<usize, LedgerError> {
+        let mut queued = 0;
+        on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            let channels: Vec<(i64, String, String)> = sqlx::query_as(
+                "SELECT id, kind, target FROM report_channels
+                 WHERE contractor_id = $1 AND removed_at IS NULL ORDER BY id",
+            )
+            .bind(contractor_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (channel_id, kind, target) in channels {
+                let key = idempotency_key("message", call_id, channel_id);
+                queued += sqlx::query(
+                    "INSERT INTO outbox (contractor_id, record_id, call_id, channel_id, channel_kind, target,
+                         payload, idempotency_key, report_kind, state, attempts, next_attempt_at, created_at)
+                     VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, 'message', 'pending', 0, $8, $8)
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                )
+                .bind(contractor_id)
+                .bind(call_id)
+                .bind(channel_id)
+                .bind(&kind)
+                .bind(&target)
+                .bind(payload.to_string())
+                .bind(&key)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
+            }
+            tx.commit().await?;
+        });
+        Ok(queued)
+    }
+
+    /// Rows due for an attempt (pending, `next_attempt_at <= now`), oldest first.
+    pub async fn due_reports(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, LedgerError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, id LIMIT $2"
+        );
+        Ok(on_pool!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+        }))
+    }
+
+    /// Takes a due row for one attempt: counts the attempt and moves `next_attempt_at` to
+    /// `lease_until`, in the statement that checks it is still pending and due. `false`:
+    /// someone else has it (or it is done). A worker that dies mid-attempt leaves the row to
+    /// be retried once the lease has passed.
+    pub async fn claim_report(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, LedgerError> {
+        let n = on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1
+                 WHERE id = $2 AND state = 'pending' AND next_attempt_at <= $3",
+            )
+            .bind(lease_until)
+            .bind(id)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Records a delivery. `false` if the row was not pending (already delivered or failed).
+    pub async fn report_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<bool, LedgerError> {
+        let n = on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE outbox SET state = 'delivered', delivered_at = $1, last_error = NULL
+                 WHERE id = $2 AND state = 'pending'",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// A failed attempt: try again at `next_at`, or, with `None`, give up (state `failed`).
+    pub async fn report_attempt_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_at: Option<DateTime<Utc>>,
+    ) -> Result<(), LedgerError> {
+        on_pool!(self, |p| {
+            match next_at {
+                Some(t) => sqlx::query(
+                    "UPDATE outbox SET last_error = $1, next_attempt_at = $2
+                     WHERE id = $3 AND state = 'pending'",
+                )
+                .bind(error)
+                .bind(t)
+                .bind(id)
+                .execute(p)
+                .await?
+                .rows_affected(),
+                None => sqlx::query(
+                    "UPDATE outbox SET last_error = $1, state = 'failed' WHERE id = $2 AND state = 'pending'",
+                )
+                .bind(error)
+                .bind(id)
+                .execute(p)
+                .await?
+                .rows_affected(),
+            }
+        });
+        Ok(())
+    }
+
+    /// Puts a failed report back in the queue (after the admin fixed the channel).
+    pub async fn retry_report(&self, id: i64, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        let n = on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1
+                 WHERE id = $2 AND state = 'failed'",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(LedgerError::NotFound {
+                what: "failed report",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Outbox rows of these records (delivery status per record and channel).
+    pub async fn reports_of_records(&self, ids: &[i64]) -> Result<Vec<OutboxRow>, LedgerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Ids are integers from the ledger itself: inlining them is safe and keeps one
+        // statement for both backends (no array binding in SQLite).
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE record_id IN ({list}) ORDER BY record_id, id"
+        );
+        Ok(on_pool!(self, |p| sqlx::query_as(&sql).fetch_all(p).await?))
+    }
+
+    /// Reports that exhausted their retry budget, newest first.
+    pub async fn failed_reports(&self, limit: i64) -> Result<Vec<OutboxRow>, LedgerError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'failed' ORDER BY id DESC LIMIT $1"
+        );
+        Ok(on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(limit)
+            .fetch_all(p)
+            .await?))
+    }
+
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts, LedgerError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, |p| {
+            sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+                .fetch_all(p)
+                .await?
+        });
+        let mut c = OutboxCounts::default();
+        for (state, n) in rows {
+            match state.as_str() {
+                "pending" => c.pending = n,
+                "delivered" => c.delivered = n,
+                "failed" => c.failed = n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+}

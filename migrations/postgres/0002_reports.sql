@@ -10,3 +10,7 @@ CREATE INDEX outbox_record ON outbox(record_id);
 
 -- Earlier calls from the same number for the same contractor (console).
 CREATE INDEX calls_contractor_caller ON calls(contractor_id, caller, started_at);
+
+-- One first record per call (a double-clicked submit cannot write two); later versions
+-- are corrections (supersedes set), each version corrected at most once (0001's UNIQUE).
+CREATE UNIQUE INDEX first_responses_first ON first_responses(call_id) WHERE supersedes IS NULL;

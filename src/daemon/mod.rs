@@ -6,6 +6,7 @@ pub mod media;
 mod notify;
 pub mod prompts;
 pub mod requests;
+pub mod seat_feed;
 mod sip;
 
 use std::sync::Arc;
@@ -165,12 +166,48 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
         })
     });
     // Handed to the control socket and the web console as they start.
-    let (_core, core_requests) = requests::channel();
-    let sip = tokio::spawn(sip::run(d.clone(), local, prompts, udp, tcp, core_requests));
+    let (core, core_requests) = requests::channel();
+    let (seat_feed_tx, seat_feed_rx) = seat_feed::channel();
+    let web_listener = TcpListener::bind(cfg.web.listen).await.map_err(|e| {
+        CliError::Other(anyhow::anyhow!(
+            "cannot bind the web console {}: {e}",
+            cfg.web.listen
+        ))
+    })?;
+    let web_addr = web_listener.local_addr().ok();
+    let reports_wake = Arc::new(tokio::sync::Notify::new());
+    let sip = tokio::spawn(sip::run(
+        d.clone(),
+        local,
+        prompts,
+        udp,
+        tcp,
+        core_requests,
+        seat_feed_tx,
+    ));
+    let web = tokio::spawn(crate::web::serve(
+        web_listener,
+        crate::web::AppState::new(d.clone(), core.clone(), seat_feed_rx, reports_wake.clone()),
+    ));
+    let clock = d.clock;
+    let reports = tokio::spawn(
+        crate::reports::worker::Worker::new(
+            d.ledger.clone(),
+            cfg.reports.clone(),
+            Arc::new(move || clock.now()),
+            reports_wake,
+        )
+        .run(),
+    );
+    if let Some(a) = web_addr {
+        tracing::info!(web = %a, "operator console at http://{a}/console");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     notify::notify("STOPPING=1");
     sip.abort();
+    web.abort();
+    reports.abort();
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -17,6 +17,25 @@ pub const REQUEST_QUEUE: usize = 256;
 pub enum CoreRequest {
     /// Counters of the call path.
     Stats(oneshot::Sender<B2buaStats>),
+    /// The operator pauses the seat (休憩, 後処理…) from the console: no new calls until
+    /// resumed. Answered `true` when the call path took it into account.
+    SeatPause {
+        seat: i64,
+        reason: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The operator resumes a paused seat.
+    SeatResume {
+        seat: i64,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The operator submitted the first-response record of `call_row`: wrap-up (後処理)
+    /// for that call is over and the seat may take the next call.
+    RecordSubmitted {
+        seat: i64,
+        call_row: i64,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,5 +73,27 @@ impl CoreHandle {
 
     pub async fn stats(&self) -> Result<B2buaStats, CoreError> {
         self.ask(CoreRequest::Stats).await
+    }
+
+    pub async fn seat_pause(&self, seat: i64, reason: String) -> Result<bool, CoreError> {
+        self.ask(|reply| CoreRequest::SeatPause {
+            seat,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn seat_resume(&self, seat: i64) -> Result<bool, CoreError> {
+        self.ask(|reply| CoreRequest::SeatResume { seat, reply }).await
+    }
+
+    pub async fn record_submitted(&self, seat: i64, call_row: i64) -> Result<bool, CoreError> {
+        self.ask(|reply| CoreRequest::RecordSubmitted {
+            seat,
+            call_row,
+            reply,
+        })
+        .await
     }
 }

@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use std::net::IpAddr;
@@ -43,6 +43,7 @@ use super::admission::{self, Admitter};
 use super::media::{MediaEdge, MediaEvent};
 use super::prompts::Prompts;
 use super::requests::CoreRequest;
+use super::seat_feed::{self, SeatCalls};
 use super::{Clock, Daemon};
 use crate::config::{Profiles, SipConfig};
 use crate::ledger::CallUpdate;
@@ -302,6 +303,7 @@ pub(super) async fn run(
     udp: Option<UdpSocket>,
     tcp: Option<TcpListener>,
     requests: mpsc::Receiver<CoreRequest>,
+    seat_feed: watch::Sender<SeatCalls>,
 ) {
     let cfg = &d.config;
     let layer = layer_config(&cfg.sip);
@@ -364,6 +366,7 @@ pub(super) async fn run(
             registrations_seq: 0,
             clock: d.clock,
             media_timeout: Duration::from_secs(cfg.media.media_timeout_s),
+            seat_feed,
         },
         rx,
         admitted_rx,
@@ -485,6 +488,8 @@ struct Core {
     registrations_seq: u64,
     clock: Clock,
     media_timeout: Duration,
+    /// What each seat has on its line, for the operator console.
+    seat_feed: watch::Sender<SeatCalls>,
 }
 
 impl Core {
@@ -515,11 +520,21 @@ impl Core {
                             .handle_admission(now, call, Admission::Unavailable);
                     }
                 }
-                CallEffect::Answered { row, seat_id, .. } => self.update(CallUpdate::Answered {
-                    id: row,
-                    seat_id,
-                    at: self.clock.now(),
-                }),
+                CallEffect::Answered { row, seat_id, .. } => {
+                    let at = self.clock.now();
+                    seat_feed::answered(&self.seat_feed, seat_id, row, at);
+                    self.update(CallUpdate::Answered {
+                        id: row,
+                        seat_id,
+                        at,
+                    })
+                }
+                CallEffect::SeatOffered { row, seat_id, .. } => {
+                    seat_feed::offered(&self.seat_feed, seat_id, row, self.clock.now())
+                }
+                CallEffect::SeatReleased { row, seat_id, .. } => {
+                    seat_feed::released(&self.seat_feed, seat_id, row, self.clock.now())
+                }
                 CallEffect::Finished {
                     row,
                     outcome,
@@ -579,6 +594,13 @@ impl Core {
             CoreRequest::Stats(reply) => {
                 let stats = self.endpoint.b2bua().map(|b| b.stats()).unwrap_or_default();
                 let _ = reply.send(stats);
+            }
+            // Seat availability (pause, wrap-up) belongs to the ACD (issue #6), which
+            // connects these; until then they change nothing and say so (`false`).
+            CoreRequest::SeatPause { reply, .. }
+            | CoreRequest::SeatResume { reply, .. }
+            | CoreRequest::RecordSubmitted { reply, .. } => {
+                let _ = reply.send(false);
             }
         }
     }

@@ -35,6 +35,8 @@ pub struct NewFirstResponse {
 }
 
 impl Ledger {
+    /// Writes a record without queueing reports (tests and imports); the console and the
+    /// CLI use [`Ledger::write_first_response`].
     pub async fn add_first_response(&self, r: &NewFirstResponse) -> Result<i64, LedgerError> {
         if !CATEGORIES.contains(&r.category.as_str()) {
             return Err(LedgerError::Conflict(format!(
@@ -181,10 +183,15 @@ impl Ledger {
                 what: "first-response record of this call",
                 id: r.supersedes.unwrap_or_default().to_string(),
             }),
-            Err(e) if LedgerError::is_unique_violation(&e) => Err(LedgerError::Conflict(format!(
-                "record {} has already been corrected; correct the latest version",
-                r.supersedes.unwrap_or_default()
-            ))),
+            Err(e) if LedgerError::is_unique_violation(&e) => Err(LedgerError::Conflict(match r.supersedes {
+                Some(old) => format!(
+                    "record {old} has already been corrected; correct the latest version"
+                ),
+                None => format!(
+                    "call {} already has a record; write a correction instead",
+                    r.call_row
+                ),
+            })),
             other => Ok(other?),
         }
     }

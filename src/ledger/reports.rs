@@ -348,3 +348,186 @@ impl Ledger {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, NaiveDate, Utc};
+
+    use super::super::testing::both_backends;
+    use super::*;
+    use crate::ledger::{NewCall, NewContractor, NewFirstResponse, RecordFilter};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("rfc3339")
+            .with_timezone(&Utc)
+    }
+
+    async fn contractor_and_call(l: &Ledger, caller: &str, started: &str, tag: &str) -> (i64, i64) {
+        let c = match l.contractors().await.expect("list").first() {
+            Some(c) => c.id,
+            None => {
+                l.add_contractor(
+                    &NewContractor {
+                        name: "株式会社ABC".into(),
+                        greeting: "はい、株式会社ABCでございます".into(),
+                        plan: "SD100".parse().expect("plan"),
+                        hearing: false,
+                        hearing_items: vec![],
+                        start_date: NaiveDate::from_ymd_opt(2026, 11, 1).expect("d"),
+                    },
+                    at("2026-11-01T00:00:00Z"),
+                )
+                .await
+                .expect("contractor")
+                .id
+            }
+        };
+        let (call, _) = l
+            .insert_call(&NewCall {
+                trunk: "t".into(),
+                sip_call_id: format!("call-{tag}"),
+                from_tag: tag.into(),
+                contractor_id: Some(c),
+                number: "+81312345678".into(),
+                caller: Some(caller.into()),
+                caller_withheld: false,
+                billable: true,
+                outcome: Some("answered".into()),
+                started_at: at(started),
+            })
+            .await
+            .expect("call");
+        (c, call)
+    }
+
+    fn record(c: i64, call: i64, supersedes: Option<i64>) -> NewFirstResponse {
+        NewFirstResponse {
+            call_row: call,
+            contractor_id: c,
+            seat_id: None,
+            supersedes,
+            caller_name: "山田".into(),
+            callback_number: Some("090-1234-5678".into()),
+            callback_wanted: true,
+            purpose: "見積もり".into(),
+            category: "normal".into(),
+            hearing_answers: serde_json::json!([]),
+            written_by: "op1".into(),
+            created_at: at("2026-11-25T01:05:00Z"),
+        }
+    }
+
+    both_backends!(record_and_reports_are_one_transaction, |l| {
+        let (c, call) = contractor_and_call(l, "+819012345678", "2026-11-25T01:00:00Z", "a").await;
+        let channels = l
+            .set_report_channels(
+                c,
+                &[
+                    NewChannel {
+                        kind: "email".into(),
+                        target: "ops@example.jp".into(),
+                        secret: None,
+                    },
+                    NewChannel {
+                        kind: "webhook".into(),
+                        target: "http://127.0.0.1:9/hook".into(),
+                        secret: Some("0123456789abcdef".into()),
+                    },
+                ],
+                at("2026-11-20T00:00:00Z"),
+            )
+            .await
+            .expect("channels");
+        assert_eq!(channels.len(), 2);
+        let payload = |id: i64, v: i64| serde_json::json!({"record_id": id, "version": v});
+        let (id, queued) = l
+            .write_first_response(&record(c, call, None), &payload)
+            .await
+            .expect("write");
+        assert_eq!(queued, 2);
+        // a second first record of the same call is refused, and queues nothing
+        let e = l
+            .write_first_response(&record(c, call, None), &payload)
+            .await
+            .expect_err("one first record per call");
+        assert!(e.to_string().contains("already has a record"), "{e}");
+        let rows = l.reports_of_records(&[id]).await.expect("rows");
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.state == "pending" && r.attempts == 0));
+        assert_eq!(
+            rows[0].idempotency_key,
+            idempotency_key("record", id, channels[0].id)
+        );
+        // Claim: only one claimant wins; the lease hides the row from due_reports.
+        let now = at("2026-11-25T01:05:01Z");
+        let lease = at("2026-11-25T01:06:01Z");
+        let due = l.due_reports(now, 10).await.expect("due");
+        assert_eq!(due.len(), 2);
+        assert!(l.claim_report(due[0].id, now, lease).await.expect("claim"));
+        assert!(!l.claim_report(due[0].id, now, lease).await.expect("claim twice"));
+        assert_eq!(l.due_reports(now, 10).await.expect("due").len(), 1);
+        // Delivered once: a second mark does nothing.
+        assert!(l.report_delivered(due[0].id, now).await.expect("mark"));
+        assert!(!l.report_delivered(due[0].id, now).await.expect("mark twice"));
+        // The other: fails, retried later, then fails for good.
+        assert!(l.claim_report(due[1].id, now, lease).await.expect("claim"));
+        l.report_attempt_failed(due[1].id, "HTTP 500", Some(at("2026-11-25T01:05:03Z")))
+            .await
+            .expect("retry");
+        assert!(l.due_reports(now, 10).await.expect("due").is_empty());
+        let later = at("2026-11-25T01:05:04Z");
+        assert_eq!(l.due_reports(later, 10).await.expect("due").len(), 1);
+        assert!(l.claim_report(due[1].id, later, lease).await.expect("claim"));
+        l.report_attempt_failed(due[1].id, "HTTP 500", None)
+            .await
+            .expect("give up");
+        let counts = l.outbox_counts().await.expect("counts");
+        assert_eq!((counts.pending, counts.delivered, counts.failed), (0, 1, 1));
+        let failed = l.failed_reports(10).await.expect("failed");
+        assert_eq!(failed[0].attempts, 2);
+        assert_eq!(failed[0].last_error.as_deref(), Some("HTTP 500"));
+        l.retry_report(failed[0].id, later).await.expect("requeue");
+        assert_eq!(l.due_reports(later, 10).await.expect("due").len(), 1);
+        // A correction is a new record with its own reports; the old stays.
+        let (id2, queued2) = l
+            .write_first_response(&record(c, call, Some(id)), &payload)
+            .await
+            .expect("correction");
+        assert_eq!(queued2, 2);
+        let all = l
+            .first_responses(&RecordFilter::default())
+            .await
+            .expect("list");
+        assert_eq!(all.len(), 2);
+        let old = all.iter().find(|r| r.id == id).expect("old");
+        assert_eq!(old.superseded_by, Some(id2));
+        assert_eq!(all.iter().find(|r| r.id == id2).expect("new").version, 2);
+        // Retired channels get nothing new.
+        l.set_report_channels(c, &[], at("2026-11-25T02:00:00Z"))
+            .await
+            .expect("clear");
+        let (_, queued3) = l
+            .write_first_response(&record(c, call, Some(id2)), &payload)
+            .await
+            .expect("second correction");
+        assert_eq!(queued3, 0);
+    });
+
+    both_backends!(earlier_calls_from_the_same_number, |l| {
+        let (c, first) = contractor_and_call(l, "+819011112222", "2026-11-20T01:00:00Z", "1").await;
+        let payload = |_: i64, _: i64| serde_json::json!({});
+        l.write_first_response(&record(c, first, None), &payload)
+            .await
+            .expect("record");
+        let (_, _other) = contractor_and_call(l, "+819099998888", "2026-11-21T01:00:00Z", "2").await;
+        let (_, now) = contractor_and_call(l, "+819011112222", "2026-11-25T01:00:00Z", "3").await;
+        let e = l
+            .earlier_calls(c, "+819011112222", now, 10)
+            .await
+            .expect("earlier");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].call_id, first);
+        assert_eq!(e[0].purpose.as_deref(), Some("見積もり"));
+    });
+}

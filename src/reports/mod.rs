@@ -425,6 +425,7 @@ mod tests {
     #[test]
     fn callback_wanted_needs_a_number() {
         let mut i = input();
+        i.hearing_answers.clear();
         i.callback_number = " ".into();
         let e = validate(&i, &[]).expect_err("needs number");
         assert_eq!(e[0].field, "callback_number");
@@ -531,7 +532,7 @@ mod tests {
             "お電話のご報告：山田様（2026年11月25日 10:02）"
         );
         let t = r.text();
-        assert!(t.contains("発信者番号：090-1234-5678"), "{t}");
+        assert!(t.contains("発信者番号：09012345678"), "{t}");
         assert!(t.contains("折り返し：要"));
         let body: serde_json::Value =
             serde_json::from_str(&r.webhook_body("k1")).expect("json");

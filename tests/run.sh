@@ -41,6 +41,8 @@ ensure_postgres() {
 ensure_postgres
 need_pkg sipp sip-tester   # SIPp: carrier and seats (tests/seat_register.rs, tests/call_path.rs)
 need_pkg baresip baresip   # a real softphone seat (tests/call_path.rs)
+need_pkg chromium chromium               # the operator console in a real browser (tests/console.rs)
+need_pkg chromedriver chromium-driver    # WebDriver for it
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -908,10 +908,11 @@ async fn outbox_survives_failures_and_restart(db: common::Db) {
             caller_withheld: true,
             billable: true,
             outcome: Some("answered".into()),
-            started_at: "2026-11-25T01:00:00Z".parse().expect("t"),
+            started_at: "2026-11-25T00:57:00Z".parse().expect("t"),
         })
         .await
         .expect("call");
+    // Written just before the daemon's clock (OPEN), so its reports are due at once.
     let (record, queued) = smartdesk::reports::submit(
         &l,
         call,
@@ -929,7 +930,7 @@ async fn outbox_survives_failures_and_restart(db: common::Db) {
             name: "op1".into(),
         },
         false,
-        "2026-11-25T01:03:00Z".parse().expect("t"),
+        "2026-11-25T00:59:00Z".parse().expect("t"),
     )
     .await
     .expect("record");

@@ -138,7 +138,10 @@ async fn smtp_server(fail_first: usize) -> (u16, Arc<Mutex<Vec<String>>>, Arc<Mu
                         } else {
                             b"250 OK\r\n"
                         }
-                    } else if cmd.starts_with("RCPT TO") || cmd.starts_with("RSET") || cmd.starts_with("NOOP") {
+                    } else if cmd.starts_with("RCPT TO")
+                        || cmd.starts_with("RSET")
+                        || cmd.starts_with("NOOP")
+                    {
                         b"250 OK\r\n"
                     } else if cmd == "DATA" {
                         let _ = wr.write_all(b"354 go ahead\r\n").await;
@@ -151,7 +154,11 @@ async fn smtp_server(fail_first: usize) -> (u16, Arc<Mutex<Vec<String>>>, Arc<Mu
                             if l == ".\r\n" || l == ".\n" {
                                 break;
                             }
-                            msg.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(&l));
+                            msg.push_str(
+                                l.strip_prefix('.')
+                                    .filter(|_| l.starts_with(".."))
+                                    .unwrap_or(&l),
+                            );
                             if msg.len() > 1 << 20 {
                                 return;
                             }
@@ -183,9 +190,15 @@ fn hmac_hex(secret: &str, body: &[u8]) -> String {
 // ------------------------------------------------------------------ WebDriver
 
 /// A blocking HTTP exchange with chromedriver (loopback, JSON).
-fn wd_http(port: u16, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+fn wd_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> serde_json::Value {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect chromedriver");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let b = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json; charset=utf-8\r\n\
@@ -313,7 +326,8 @@ impl Browser {
 
     fn text(&self, css: &str) -> String {
         match self.find(css) {
-            Some(e) => self.cmd("GET", &format!("/element/{e}/text"), None)
+            Some(e) => self
+                .cmd("GET", &format!("/element/{e}/text"), None)
                 .as_str()
                 .unwrap_or("")
                 .to_owned(),
@@ -401,7 +415,12 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = wd_http(self.port, "DELETE", &format!("/session/{}", self.session), None);
+        let _ = wd_http(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
         // Any Chromium process still running with our profile: kill it by pid.
         let marker = format!("--user-data-dir={}", self.profile.display());
         if let Ok(rd) = std::fs::read_dir("/proc") {
@@ -633,7 +652,11 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
     let b = Browser::start(env.dir.path());
     b.goto(&format!("{web}/console"));
     b.wait_text("h1", Duration::from_secs(10), |t| t.contains("コンソール"));
-    assert_eq!(b.active_id(), "seat", "the login form starts in the seat field");
+    assert_eq!(
+        b.active_id(),
+        "seat",
+        "the login form starts in the seat field"
+    );
     b.type_text("op1");
     b.keys(&[], &["\u{E004}"]); // Tab
     b.type_text(WEB_PASSWORD);
@@ -667,15 +690,24 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
             "1",
         ],
     );
-    let greeting = b.wait_text("#greeting", Duration::from_secs(15), |t| t.contains(GREETING));
+    let greeting = b.wait_text("#greeting", Duration::from_secs(15), |t| {
+        t.contains(GREETING)
+    });
     assert_eq!(greeting, format!("「{GREETING}」"));
     assert_eq!(b.text("#contractor"), "株式会社ABC");
     assert_eq!(b.text("#caller"), "09012345678");
     b.wait_text("#call-state", Duration::from_secs(15), |t| t == "通話中");
     assert!(b.text("#waited").ends_with('秒'), "{}", b.text("#waited"));
     let earlier = b.text("#earlier");
-    assert!(earlier.contains("カタログ請求") && earlier.contains("2026/11/20"), "{earlier}");
-    assert_eq!(b.value("#callback_number"), "09012345678", "prefilled from caller ID");
+    assert!(
+        earlier.contains("カタログ請求") && earlier.contains("2026/11/20"),
+        "{earlier}"
+    );
+    assert_eq!(
+        b.value("#callback_number"),
+        "09012345678",
+        "prefilled from caller ID"
+    );
     b.screenshot(&env.dir.path().join("console-call.png"));
     if let Ok(p) = std::env::var("SMARTDESK_SCREENSHOT") {
         let _ = std::fs::copy(env.dir.path().join("console-call.png"), p);
@@ -703,7 +735,9 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
     });
     assert!(status.contains("記録しました"), "{status}");
     assert!(status.contains("報告 3 件"), "{status}");
-    b.wait_text("#records-body", Duration::from_secs(20), |t| t.contains("山田商事 山田様"));
+    b.wait_text("#records-body", Duration::from_secs(20), |t| {
+        t.contains("山田商事 山田様")
+    });
 
     // The ledger: the record, linked to call, operator and contractor, reports delivered.
     let records = delivered_records(&env, &d, Duration::from_secs(30));
@@ -739,7 +773,10 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
     assert_eq!(hook.len(), 1, "exactly one webhook delivery: {hooks:?}");
     let h = hook[0];
     assert_eq!(
-        h.headers.get("x-smartdesk-signature").cloned().unwrap_or_default(),
+        h.headers
+            .get("x-smartdesk-signature")
+            .cloned()
+            .unwrap_or_default(),
         hmac_hex(WEBHOOK_SECRET, &h.body),
         "HMAC-SHA256 of the body"
     );
@@ -749,13 +786,19 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
         body["idempotency_key"].as_str()
     );
     assert_eq!(body["caller_name"], "山田商事 山田様");
-    assert_eq!(body["purpose"], "見積もりの件。本日中に折り返しをお願いします。");
+    assert_eq!(
+        body["purpose"],
+        "見積もりの件。本日中に折り返しをお願いします。"
+    );
     assert_eq!(body["contractor_name"], "株式会社ABC");
     assert_eq!(body["record_id"], rec["id"]);
     let slack: Vec<_> = hooks.iter().filter(|h| h.path == "/slack").collect();
     assert_eq!(slack.len(), 1);
     let sb: serde_json::Value = serde_json::from_slice(&slack[0].body).expect("slack json");
-    assert!(sb["text"].as_str().unwrap_or("").contains("山田商事 山田様"));
+    assert!(sb["text"]
+        .as_str()
+        .unwrap_or("")
+        .contains("山田商事 山田様"));
 
     // The e-mail: Japanese subject (RFC 2047 encoded on the wire) and body, decoded.
     let mails = mails.lock().expect("lock").clone();
@@ -765,23 +808,36 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("subject:"))
         .unwrap_or_default();
-    assert!(subject_line.contains("=?utf-8?"), "encoded-word subject: {subject_line}");
+    assert!(
+        subject_line.contains("=?utf-8?"),
+        "encoded-word subject: {subject_line}"
+    );
     let msg = mail_parser::MessageParser::default()
         .parse(raw.as_bytes())
         .expect("parse mail");
     let subject = msg.subject().unwrap_or_default();
-    assert!(subject.contains("お電話のご報告") && subject.contains("山田商事 山田様"), "{subject}");
+    assert!(
+        subject.contains("お電話のご報告") && subject.contains("山田商事 山田様"),
+        "{subject}"
+    );
     let text = msg.body_text(0).unwrap_or_default();
     assert!(text.contains("株式会社ABC 御中"), "{text}");
-    assert!(text.contains("見積もりの件。本日中に折り返しをお願いします。"), "{text}");
+    assert!(
+        text.contains("見積もりの件。本日中に折り返しをお願いします。"),
+        "{text}"
+    );
     assert!(text.contains("折り返し：要"), "{text}");
     assert!(text.contains("ご検討中の製品：ABC-100"), "{text}");
     let mid = msg.message_id().unwrap_or_default();
     assert!(
-        mid.starts_with(&format!("smartdesk-record-{}-ch", rec["id"])) && mid.ends_with("@smartdesk"),
+        mid.starts_with(&format!("smartdesk-record-{}-ch", rec["id"]))
+            && mid.ends_with("@smartdesk"),
         "Message-ID carries the e-mail channel's idempotency key: {mid}"
     );
-    assert_ne!(Some(mid.trim_end_matches("@smartdesk")), body["idempotency_key"].as_str());
+    assert_ne!(
+        Some(mid.trim_end_matches("@smartdesk")),
+        body["idempotency_key"].as_str()
+    );
 
     // Callers' personal data stays out of the info-level log.
     let log = d.log_text();
@@ -790,13 +846,29 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
         .filter(|l| !l.contains("DEBUG") && !l.contains("TRACE"))
         .collect::<Vec<_>>()
         .join("\n");
-    for secret in ["09012345678", "819012345678", "山田", WEB_PASSWORD, WEBHOOK_SECRET] {
+    for secret in [
+        "09012345678",
+        "819012345678",
+        "山田",
+        WEB_PASSWORD,
+        WEBHOOK_SECRET,
+    ] {
         assert!(!info.contains(secret), "{secret:?} in the log:\n{info}");
     }
 
     drop(b);
-    assert_eq!(carrier.wait(Duration::from_secs(40)), Some(0), "carrier\n{}", sipp_trace(env.dir.path(), "carrier"));
-    assert_eq!(phone.wait(Duration::from_secs(10)), Some(0), "seat\n{}", sipp_trace(env.dir.path(), "seat"));
+    assert_eq!(
+        carrier.wait(Duration::from_secs(40)),
+        Some(0),
+        "carrier\n{}",
+        sipp_trace(env.dir.path(), "carrier")
+    );
+    assert_eq!(
+        phone.wait(Duration::from_secs(10)),
+        Some(0),
+        "seat\n{}",
+        sipp_trace(env.dir.path(), "seat")
+    );
     d.stop();
     env.cleanup().await;
 }
@@ -807,8 +879,19 @@ async fn console_refuses_what_it_must() {
     let env = Env::new(common::Db::Sqlite).await;
     let (mut d, ports) = configure(&env, 9, 3);
     add_contractor(&env, &d);
-    d.cli(&env, &["seat", "add", "op1", "--password", SEAT_PASSWORD, "--web-password", WEB_PASSWORD])
-        .ok();
+    d.cli(
+        &env,
+        &[
+            "seat",
+            "add",
+            "op1",
+            "--password",
+            SEAT_PASSWORD,
+            "--web-password",
+            WEB_PASSWORD,
+        ],
+    )
+    .ok();
     d.start(&env, OPEN);
     let base = format!("http://127.0.0.1:{}", ports.web);
     let http = reqwest::Client::builder()
@@ -816,7 +899,11 @@ async fn console_refuses_what_it_must() {
         .build()
         .expect("client");
     // The login form's CSRF pair.
-    let form = http.get(format!("{base}/console/login")).send().await.expect("login page");
+    let form = http
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .expect("login page");
     let cookie = form
         .headers()
         .get("set-cookie")
@@ -838,17 +925,34 @@ async fn console_refuses_what_it_must() {
             .send()
     };
     // Without the matching token: refused.
-    assert_eq!(login(WEB_PASSWORD, "forged").await.expect("post").status(), 403);
+    assert_eq!(
+        login(WEB_PASSWORD, "forged").await.expect("post").status(),
+        403
+    );
     // Five wrong passwords, then even the right one is throttled.
     for _ in 0..5 {
-        assert_eq!(login("wrong-password", &csrf).await.expect("post").status(), 401);
+        assert_eq!(
+            login("wrong-password", &csrf).await.expect("post").status(),
+            401
+        );
     }
-    assert_eq!(login(WEB_PASSWORD, &csrf).await.expect("post").status(), 429);
+    assert_eq!(
+        login(WEB_PASSWORD, &csrf).await.expect("post").status(),
+        429
+    );
     // Pages and feeds need a session.
-    let r = http.get(format!("{base}/console")).send().await.expect("get");
+    let r = http
+        .get(format!("{base}/console"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 303);
     assert_eq!(
-        http.get(format!("{base}/console/events")).send().await.expect("get").status(),
+        http.get(format!("{base}/console/events"))
+            .send()
+            .await
+            .expect("get")
+            .status(),
         401
     );
     assert_eq!(
@@ -939,7 +1043,11 @@ async fn outbox_survives_failures_and_restart(db: common::Db) {
     // The first webhook attempt fails (500): kill -9 right after it.
     let deadline = Instant::now() + Duration::from_secs(20);
     while hooks.lock().expect("lock").is_empty() {
-        assert!(Instant::now() < deadline, "no webhook attempt\n{}", d.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no webhook attempt\n{}",
+            d.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     d.kill9();
@@ -956,11 +1064,18 @@ async fn outbox_survives_failures_and_restart(db: common::Db) {
                 .map(|r| r["state"].as_str().unwrap_or("").to_owned())
                 .unwrap_or_default()
         };
-        if state("webhook") == "delivered" && state("email") == "delivered" && state("slack") == "failed" {
+        if state("webhook") == "delivered"
+            && state("email") == "delivered"
+            && state("slack") == "failed"
+        {
             assert_eq!(v[0]["id"], record);
             break;
         }
-        assert!(Instant::now() < deadline, "not settled: {v:#}\n{}", d.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {v:#}\n{}",
+            d.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let hooks = hooks.lock().expect("lock").clone();
@@ -969,7 +1084,12 @@ async fn outbox_survives_failures_and_restart(db: common::Db) {
     assert!(hooks.len() >= 3, "two failures, then success");
     let keys: std::collections::BTreeSet<_> = hooks
         .iter()
-        .map(|h| h.headers.get("idempotency-key").cloned().unwrap_or_default())
+        .map(|h| {
+            h.headers
+                .get("idempotency-key")
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect();
     assert_eq!(keys.len(), 1, "every attempt carries the same key");
     assert_eq!(mails.lock().expect("lock").len(), 1, "one e-mail");

@@ -395,9 +395,7 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
             }
             Ok(())
         }
-        Command::Contractor(ContractorCmd::Channels(a)) => {
-            records::channels(g, &ledger, a).await
-        }
+        Command::Contractor(ContractorCmd::Channels(a)) => records::channels(g, &ledger, a).await,
         Command::Contractor(ContractorCmd::HearingItems { id, items }) => {
             admin::hearing_items(g, &ledger, &id, &items).await
         }

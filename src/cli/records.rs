@@ -108,10 +108,10 @@ pub(crate) async fn records(
             .unwrap_or_default();
         let input = RecordInput {
             caller_name: caller_name.unwrap_or(old.caller_name.clone()),
-            callback_number: callback_number.unwrap_or(old.callback_number.clone().unwrap_or_default()),
-            callback_wanted: callback_wanted.unwrap_or(
-                if old.callback_wanted { "yes" } else { "no" }.into(),
-            ),
+            callback_number: callback_number
+                .unwrap_or(old.callback_number.clone().unwrap_or_default()),
+            callback_wanted: callback_wanted
+                .unwrap_or(if old.callback_wanted { "yes" } else { "no" }.into()),
             purpose: purpose.unwrap_or(old.purpose.clone()),
             category: category.unwrap_or(old.category.clone()),
             hearing_answers: answers,
@@ -140,7 +140,9 @@ pub(crate) async fn records(
             SubmitError::Ledger(l) => l.into(),
         })?;
         if g.json {
-            print_json(&serde_json::json!({"id": new_id, "supersedes": id, "reports_queued": queued}))?;
+            print_json(
+                &serde_json::json!({"id": new_id, "supersedes": id, "reports_queued": queued}),
+            )?;
         } else {
             println!("{new_id}");
         }

@@ -529,7 +529,9 @@ impl Config {
         if self.reports.max_attempts == 0 {
             p("reports.max_attempts", "must be at least 1".into());
         }
-        if self.reports.retry_initial_ms == 0 || self.reports.retry_max_ms < self.reports.retry_initial_ms {
+        if self.reports.retry_initial_ms == 0
+            || self.reports.retry_max_ms < self.reports.retry_initial_ms
+        {
             p(
                 "reports.retry_initial_ms",
                 "must be above 0 and not above reports.retry_max_ms".into(),

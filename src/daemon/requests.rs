@@ -85,7 +85,8 @@ impl CoreHandle {
     }
 
     pub async fn seat_resume(&self, seat: i64) -> Result<bool, CoreError> {
-        self.ask(|reply| CoreRequest::SeatResume { seat, reply }).await
+        self.ask(|reply| CoreRequest::SeatResume { seat, reply })
+            .await
     }
 
     pub async fn record_submitted(&self, seat: i64, call_row: i64) -> Result<bool, CoreError> {

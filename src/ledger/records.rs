@@ -183,15 +183,17 @@ impl Ledger {
                 what: "first-response record of this call",
                 id: r.supersedes.unwrap_or_default().to_string(),
             }),
-            Err(e) if LedgerError::is_unique_violation(&e) => Err(LedgerError::Conflict(match r.supersedes {
-                Some(old) => format!(
-                    "record {old} has already been corrected; correct the latest version"
-                ),
-                None => format!(
-                    "call {} already has a record; write a correction instead",
-                    r.call_row
-                ),
-            })),
+            Err(e) if LedgerError::is_unique_violation(&e) => {
+                Err(LedgerError::Conflict(match r.supersedes {
+                    Some(old) => format!(
+                        "record {old} has already been corrected; correct the latest version"
+                    ),
+                    None => format!(
+                        "call {} already has a record; write a correction instead",
+                        r.call_row
+                    ),
+                }))
+            }
             other => Ok(other?),
         }
     }

@@ -308,15 +308,13 @@ impl Ledger {
         }
         // Ids are integers from the ledger itself: inlining them is safe and keeps one
         // statement for both backends (no array binding in SQLite).
-        let list = ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let sql = format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE record_id IN ({list}) ORDER BY record_id, id"
         );
-        Ok(on_pool!(self, |p| sqlx::query_as(&sql).fetch_all(p).await?))
+        Ok(on_pool!(self, |p| sqlx::query_as(&sql)
+            .fetch_all(p)
+            .await?))
     }
 
     /// Reports that exhausted their retry budget, newest first.
@@ -465,11 +463,17 @@ mod tests {
         let due = l.due_reports(now, 10).await.expect("due");
         assert_eq!(due.len(), 2);
         assert!(l.claim_report(due[0].id, now, lease).await.expect("claim"));
-        assert!(!l.claim_report(due[0].id, now, lease).await.expect("claim twice"));
+        assert!(!l
+            .claim_report(due[0].id, now, lease)
+            .await
+            .expect("claim twice"));
         assert_eq!(l.due_reports(now, 10).await.expect("due").len(), 1);
         // Delivered once: a second mark does nothing.
         assert!(l.report_delivered(due[0].id, now).await.expect("mark"));
-        assert!(!l.report_delivered(due[0].id, now).await.expect("mark twice"));
+        assert!(!l
+            .report_delivered(due[0].id, now)
+            .await
+            .expect("mark twice"));
         // The other: fails, retried later, then fails for good.
         assert!(l.claim_report(due[1].id, now, lease).await.expect("claim"));
         l.report_attempt_failed(due[1].id, "HTTP 500", Some(at("2026-11-25T01:05:03Z")))
@@ -478,7 +482,10 @@ mod tests {
         assert!(l.due_reports(now, 10).await.expect("due").is_empty());
         let later = at("2026-11-25T01:05:04Z");
         assert_eq!(l.due_reports(later, 10).await.expect("due").len(), 1);
-        assert!(l.claim_report(due[1].id, later, lease).await.expect("claim"));
+        assert!(l
+            .claim_report(due[1].id, later, lease)
+            .await
+            .expect("claim"));
         l.report_attempt_failed(due[1].id, "HTTP 500", None)
             .await
             .expect("give up");
@@ -520,7 +527,8 @@ mod tests {
         l.write_first_response(&record(c, first, None), &payload)
             .await
             .expect("record");
-        let (_, _other) = contractor_and_call(l, "+819099998888", "2026-11-21T01:00:00Z", "2").await;
+        let (_, _other) =
+            contractor_and_call(l, "+819099998888", "2026-11-21T01:00:00Z", "2").await;
         let (_, now) = contractor_and_call(l, "+819011112222", "2026-11-25T01:00:00Z", "3").await;
         let e = l
             .earlier_calls(c, "+819011112222", now, 10)

@@ -119,7 +119,10 @@ pub fn parse_callback_number(s: &str) -> Result<String, &'static str> {
 }
 
 /// Checks a record against the rules; every problem is returned, each naming its field.
-pub fn validate(input: &RecordInput, hearing_items: &[String]) -> Result<ValidRecord, Vec<FieldError>> {
+pub fn validate(
+    input: &RecordInput,
+    hearing_items: &[String],
+) -> Result<ValidRecord, Vec<FieldError>> {
     let mut errors = Vec::new();
     let caller_name = clean("caller_name", &input.caller_name, MAX_NAME, false)
         .map_err(|e| errors.push(e))
@@ -132,7 +135,10 @@ pub fn validate(input: &RecordInput, hearing_items: &[String]) -> Result<ValidRe
             None
         }
         _ => {
-            errors.push(err("callback_wanted", "要 (yes) か 不要 (no) を選んでください"));
+            errors.push(err(
+                "callback_wanted",
+                "要 (yes) か 不要 (no) を選んでください",
+            ));
             None
         }
     };
@@ -255,10 +261,7 @@ impl Report {
         } else {
             ""
         };
-        format!(
-            "{head}お電話のご報告：{who}（{}）",
-            tokyo(self.received_at)
-        )
+        format!("{head}お電話のご報告：{who}（{}）", tokyo(self.received_at))
     }
 
     /// Plain text, one fact a line; the same text goes to Slack.
@@ -286,7 +289,11 @@ impl Report {
         ));
         s.push_str(&format!(
             "折り返し：{}\n",
-            if self.callback_wanted { "要" } else { "不要" }
+            if self.callback_wanted {
+                "要"
+            } else {
+                "不要"
+            }
         ));
         if let Some(n) = &self.callback_number {
             s.push_str(&format!("折り返し先：{n}\n"));
@@ -365,11 +372,18 @@ pub fn parse_channel(
         "email" => {
             let ok = target.parse::<lettre::Address>().is_ok() && !target.contains(['<', '>']);
             if !ok {
-                return Err(err("--email", &format!("{target:?} is not an e-mail address")));
+                return Err(err(
+                    "--email",
+                    &format!("{target:?} is not an e-mail address"),
+                ));
             }
         }
         "webhook" | "slack" => {
-            let field = if kind == "webhook" { "--webhook" } else { "--slack" };
+            let field = if kind == "webhook" {
+                "--webhook"
+            } else {
+                "--slack"
+            };
             let url = reqwest::Url::parse(target)
                 .map_err(|_| err(field, &format!("{target:?} is not a URL")))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -450,7 +464,12 @@ mod tests {
             .collect();
         assert_eq!(
             fields,
-            ["caller_name", "callback_wanted", "callback_number", "category"]
+            [
+                "caller_name",
+                "callback_wanted",
+                "callback_number",
+                "category"
+            ]
         );
     }
 
@@ -534,8 +553,7 @@ mod tests {
         let t = r.text();
         assert!(t.contains("発信者番号：09012345678"), "{t}");
         assert!(t.contains("折り返し：要"));
-        let body: serde_json::Value =
-            serde_json::from_str(&r.webhook_body("k1")).expect("json");
+        let body: serde_json::Value = serde_json::from_str(&r.webhook_body("k1")).expect("json");
         assert_eq!(body["idempotency_key"], "k1");
         assert_eq!(body["record_id"], 7);
     }
@@ -595,9 +613,9 @@ pub async fn submit(
             what: "call",
             id: call_row.to_string(),
         })?;
-    let contractor_id = call.contractor_id.ok_or_else(|| {
-        SubmitError::Invalid(vec![err("call", "この通話には契約者がありません")])
-    })?;
+    let contractor_id = call
+        .contractor_id
+        .ok_or_else(|| SubmitError::Invalid(vec![err("call", "この通話には契約者がありません")]))?;
     let contractor = ledger.contractor(contractor_id).await?;
     let previous = match supersedes {
         Some(old) => ledger

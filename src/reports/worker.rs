@@ -178,7 +178,11 @@ impl Worker {
                     );
                     now + chrono::Duration::from_std(wait).unwrap_or_default()
                 });
-                if let Err(e) = self.ledger.report_attempt_failed(row.id, &error, next).await {
+                if let Err(e) = self
+                    .ledger
+                    .report_attempt_failed(row.id, &error, next)
+                    .await
+                {
                     tracing::error!(outbox = row.id, error = %e, "outbox not updated; the row is retried after its lease");
                 }
                 if give_up {
@@ -245,10 +249,10 @@ impl Worker {
     }
 
     async fn post(&self, url: &str, body: String, headers: &[(&str, &str)]) -> Result<(), String> {
-        let mut req = self
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8");
+        let mut req = self.http.post(url).header(
+            reqwest::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        );
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -53,8 +53,7 @@ fn token() -> String {
 /// Constant-time comparison of two tokens.
 pub fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -121,10 +120,7 @@ impl Sessions {
     }
 
     pub fn remove(&self, t: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(t);
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(t);
     }
 }
 
@@ -203,7 +199,13 @@ impl FromRequestParts<State> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
         let page = parts.method == axum::http::Method::GET && parts.uri.path() == "/console";
-        let reject = || if page { NoSession::Page } else { NoSession::Api };
+        let reject = || {
+            if page {
+                NoSession::Page
+            } else {
+                NoSession::Api
+            }
+        };
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(reject)?;
         let session = state.sessions.get(&token).ok_or_else(reject)?;
         Ok(Operator { session, token })
@@ -228,7 +230,12 @@ pub fn session_valid(state: &State, token: &str) -> bool {
 
 fn login_form(csrf: &str, error: Option<&str>) -> String {
     let err = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>", esc(e)))
+        .map(|e| {
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>",
+                esc(e)
+            )
+        })
         .unwrap_or_default();
     format!(
         "<main class=\"login\"><h1>smartdesk オペレーター コンソール</h1>{err}\
@@ -246,7 +253,8 @@ fn login_response(status: StatusCode, error: Option<&str>) -> Response {
     let csrf = token();
     let mut r = html_page("ログイン - smartdesk", &login_form(&csrf, error));
     *r.status_mut() = status;
-    if let Ok(v) = format!("{LOGIN_COOKIE}={csrf}; Path=/console; HttpOnly; SameSite=Strict").parse()
+    if let Ok(v) =
+        format!("{LOGIN_COOKIE}={csrf}; Path=/console; HttpOnly; SameSite=Strict").parse()
     {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -326,7 +334,8 @@ pub async fn login(
     let t = state.sessions.create(seat.id, &seat.name);
     tracing::info!(seat = %seat.name, client = %ip, "console login");
     let mut r = Redirect::to("/console").into_response();
-    if let Ok(v) = format!("{SESSION_COOKIE}={t}; Path=/console; HttpOnly; SameSite=Strict").parse() {
+    if let Ok(v) = format!("{SESSION_COOKIE}={t}; Path=/console; HttpOnly; SameSite=Strict").parse()
+    {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
@@ -350,8 +359,8 @@ pub async fn logout(
     state.sessions.remove(&op.token);
     tracing::info!(seat = %op.session.seat, "console logout");
     let mut r = Redirect::to("/console/login").into_response();
-    if let Ok(v) = format!("{SESSION_COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0")
-        .parse()
+    if let Ok(v) =
+        format!("{SESSION_COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0").parse()
     {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -384,7 +393,10 @@ mod tests {
         // the address is throttled for other names too
         assert!(!th.allowed("op2", ip));
         let other: IpAddr = "127.0.0.2".parse().expect("ip");
-        assert!(!th.allowed("op1", other), "and the name from other addresses");
+        assert!(
+            !th.allowed("op1", other),
+            "and the name from other addresses"
+        );
         assert!(th.allowed("op2", other));
     }
 

@@ -483,7 +483,9 @@ pub struct PauseForm {
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get("x-requested-with").is_some_and(|v| v == "fetch")
+    headers
+        .get("x-requested-with")
+        .is_some_and(|v| v == "fetch")
 }
 
 pub async fn pause(

@@ -76,7 +76,10 @@ pub fn router(state: State) -> Router {
         .route("/console/login", get(auth::login_page).post(auth::login))
         .route("/console/logout", post(auth::logout))
         .route("/console/events", get(console::events))
-        .route("/console/records", get(console::records).post(console::submit))
+        .route(
+            "/console/records",
+            get(console::records).post(console::submit),
+        )
         .route("/console/pause", post(console::pause))
         .route("/console/resume", post(console::resume))
         .route("/console/app.js", get(assets::js))
@@ -137,11 +140,7 @@ fn html_page(title: &str, body: &str) -> Response {
          <body>{body}</body></html>",
         esc(title)
     );
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 /// A cookie's value from the request.
@@ -171,7 +170,10 @@ mod tests {
     #[test]
     fn cookies() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; sd_session=abc; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; sd_session=abc; b=2"),
+        );
         assert_eq!(cookie(&h, "sd_session").as_deref(), Some("abc"));
         assert_eq!(cookie(&h, "c"), None);
     }

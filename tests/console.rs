@@ -1116,3 +1116,186 @@ async fn outbox_survives_failures_and_restart_sqlite() {
 async fn outbox_survives_failures_and_restart_postgres() {
     outbox_survives_failures_and_restart(common::Db::Postgres).await;
 }
+
+/// Channel settings name the bad field and change nothing; `records` lists, exports and
+/// corrects (a new version, the old kept, the correction reported again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_and_channels_from_the_cli() {
+    let env = Env::new(common::Db::Sqlite).await;
+    let (d, _) = configure(&env, 9, 3);
+    let cid = add_contractor(&env, &d);
+    let bad = d.cli(
+        &env,
+        &["contractor", "channels", &cid, "--email", "not-an-address"],
+    );
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("--email"), "{}", bad.stderr);
+    let bad = d.cli(
+        &env,
+        &[
+            "contractor",
+            "channels",
+            &cid,
+            "--webhook",
+            "http://127.0.0.1:9/h",
+        ],
+    );
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("--webhook-secret"), "{}", bad.stderr);
+    let none = d
+        .cli(&env, &["contractor", "channels", &cid, "--json"])
+        .ok()
+        .json();
+    assert_eq!(none, serde_json::json!([]), "nothing was written");
+    d.cli(
+        &env,
+        &[
+            "contractor",
+            "channels",
+            &cid,
+            "--webhook",
+            "http://127.0.0.1:9/h",
+            "--webhook-secret",
+            WEBHOOK_SECRET,
+        ],
+    )
+    .ok();
+    let listed = d
+        .cli(&env, &["contractor", "channels", &cid, "--json"])
+        .ok()
+        .json();
+    assert_eq!(listed[0]["kind"], "webhook");
+    assert!(
+        listed[0].get("secret").is_none(),
+        "secrets are never printed"
+    );
+    d.cli(
+        &env,
+        &[
+            "contractor",
+            "hearing-items",
+            &cid,
+            "--item",
+            "ご住所",
+            "--item",
+            "製品",
+        ],
+    )
+    .ok();
+    let l = env.ledger().await;
+    let (call, _) = l
+        .insert_call(&smartdesk::ledger::NewCall {
+            trunk: "t".into(),
+            sip_call_id: "cli@x".into(),
+            from_tag: "c".into(),
+            contractor_id: Some(cid.parse().expect("id")),
+            number: "+81312345678".into(),
+            caller: Some("+819012345678".into()),
+            caller_withheld: false,
+            billable: true,
+            outcome: Some("answered".into()),
+            started_at: "2026-11-25T01:00:00Z".parse().expect("t"),
+        })
+        .await
+        .expect("call");
+    let (id, queued) = smartdesk::reports::submit(
+        &l,
+        call,
+        None,
+        &smartdesk::reports::RecordInput {
+            caller_name: "鈴木, 営業部".into(),
+            callback_number: String::new(),
+            callback_wanted: "no".into(),
+            purpose: "資料送付のお願い\n二行目".into(),
+            category: "normal".into(),
+            hearing_answers: vec!["東京都".into(), "ABC".into()],
+        },
+        &smartdesk::reports::Author {
+            seat_id: None,
+            name: "op1".into(),
+        },
+        false,
+        "2026-11-25T01:05:00Z".parse().expect("t"),
+    )
+    .await
+    .expect("record");
+    assert_eq!(queued, 1);
+    l.close().await;
+    // A callback wanted needs a number: refused, naming the flag, nothing written.
+    let bad = d.cli(
+        &env,
+        &[
+            "records",
+            "correct",
+            &id.to_string(),
+            "--by",
+            "suzuki",
+            "--callback-wanted",
+            "yes",
+        ],
+    );
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("--callback-number"), "{}", bad.stderr);
+    let fixed = d
+        .cli(
+            &env,
+            &[
+                "records",
+                "correct",
+                &id.to_string(),
+                "--by",
+                "suzuki",
+                "--callback-wanted",
+                "yes",
+                "--callback-number",
+                "03-1111-2222",
+                "--category",
+                "complaint",
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(fixed["supersedes"], id);
+    assert_eq!(fixed["reports_queued"], 1);
+    let current = d
+        .cli(&env, &["records", "--json", "--day", "2026-11-25"])
+        .ok()
+        .json();
+    assert_eq!(current.as_array().map(Vec::len), Some(1));
+    assert_eq!(current[0]["version"], 2);
+    assert_eq!(current[0]["written_by"], "admin:suzuki");
+    assert_eq!(current[0]["category"], "complaint");
+    assert_eq!(current[0]["hearing_answers"][1]["answer"], "ABC");
+    assert_eq!(current[0]["reports"][0]["state"], "pending");
+    let all = d
+        .cli(
+            &env,
+            &["records", "--json", "--all-versions", "--contractor", &cid],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        all.as_array().map(Vec::len),
+        Some(2),
+        "the old version is kept"
+    );
+    let other_day = d
+        .cli(&env, &["records", "--json", "--day", "2026-11-24"])
+        .ok()
+        .json();
+    assert_eq!(other_day, serde_json::json!([]));
+    let csv = d.cli(&env, &["records", "--csv"]).ok().stdout;
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap_or("")
+        .starts_with("id,version,supersedes,call_id"));
+    assert!(csv.contains("\"鈴木, 営業部\""), "{csv}");
+    assert!(csv.contains("\"資料送付のお願い\n二行目\""), "{csv}");
+    assert!(csv.contains("ご住所: 東京都 / 製品: ABC"), "{csv}");
+    assert_eq!(d.cli(&env, &["records", "--day", "2026-13-01"]).code, 2);
+    let status = d.cli(&env, &["status", "--json"]).ok().json();
+    assert_eq!(status["reports"]["pending"], 2);
+    env.cleanup().await;
+}

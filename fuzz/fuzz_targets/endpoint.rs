@@ -194,7 +194,9 @@ impl Harness {
                 | CallEffect::MediaStart { call, .. }
                 | CallEffect::MediaRemote { call, .. }
                 | CallEffect::MediaPlay { call, .. }
-                | CallEffect::MediaStop { call } => self.note_call(call),
+                | CallEffect::MediaStop { call }
+                | CallEffect::SeatOffered { call, .. }
+                | CallEffect::SeatReleased { call, .. } => self.note_call(call),
             }
         }
         while self.ep.poll_registry_effect().is_some() {

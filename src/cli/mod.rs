@@ -8,6 +8,7 @@
 mod admin;
 mod live;
 mod money;
+mod records;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,12 @@ pub enum Command {
     /// Reload profiles, service hours and prompts in the running daemon (like SIGHUP);
     /// invalid files are refused with their errors and the running configuration is kept.
     Reload,
+    /// First-response records (一次対応記録) with the delivery status of their reports;
+    /// `records correct ID …` writes a correction.
+    Records(records::RecordsArgs),
+    /// The report outbox: failed reports and retrying them.
+    #[command(subcommand)]
+    Reports(records::ReportsCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +175,17 @@ pub enum ContractorCmd {
     /// Apply the complaint rule (SPEC §6: 5+ complaint records in 3 consecutive days):
     /// report the flag, and suspend when billing.auto_suspend_on_complaints is true.
     Complaints { id: String },
+    /// Where reports go: with no flag, list; with flags, replace the channels
+    /// (e.g. `--email a@b --webhook URL --webhook-secret S --slack URL`).
+    Channels(records::ChannelsArgs),
+    /// Replace the hearing items (questions the operator asks when the contract has the
+    /// hearing option).
+    HearingItems {
+        id: String,
+        /// A hearing item; repeat for several; none clears them.
+        #[arg(long = "item", value_name = "TEXT")]
+        items: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -409,7 +427,13 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
             }
             Ok(())
         }
+        Command::Contractor(ContractorCmd::Channels(a)) => records::channels(g, &ledger, a).await,
+        Command::Contractor(ContractorCmd::HearingItems { id, items }) => {
+            admin::hearing_items(g, &ledger, &id, &items).await
+        }
         Command::Contractor(c) => admin::contractor(g, &cfg, &ledger, c).await,
+        Command::Records(a) => records::records(g, &cfg, &ledger, a).await,
+        Command::Reports(c) => records::reports_cmd(g, &ledger, c).await,
         Command::Number(c) => admin::number(g, &ledger, c).await,
         Command::Seat(c) => admin::seat(g, &cfg, &ledger, c).await,
         Command::Calls(a) => admin::calls(g, &ledger, &a).await,

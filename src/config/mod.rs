@@ -58,6 +58,7 @@ pub struct Config {
     pub sip: SipConfig,
     pub media: MediaConfig,
     pub web: WebConfig,
+    pub reports: ReportsConfig,
     pub log: LogConfig,
     pub billing: BillingConfig,
     pub hours: CalendarConfig,
@@ -128,6 +129,26 @@ pub struct MediaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub listen: SocketAddr,
+    /// An idle console session ends after this many minutes.
+    pub session_idle_minutes: u64,
+    /// Operators see the records of the calls they handled in this many past hours.
+    pub records_hours: u64,
+}
+
+/// Reports to contractors (issue #7 §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// SMTP relay, `smtp://host:port` (plain SMTP to a local MTA that does TLS onward);
+    /// empty: e-mail channels fail and are retried until it is set.
+    pub smtp: String,
+    /// The sender of report e-mails.
+    pub from: String,
+    /// Attempts per report and channel before it is marked failed and the admin alerted.
+    pub max_attempts: u32,
+    /// First retry pause; doubled per attempt up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +202,16 @@ impl Default for Config {
             },
             web: WebConfig {
                 listen: DEFAULT_WEB_LISTEN.parse().expect("constant address"),
+                session_idle_minutes: 60,
+                records_hours: 12,
+            },
+            reports: ReportsConfig {
+                smtp: String::new(),
+                from: "smartdesk@localhost".into(),
+                // 5 s doubling to 1 h: 20 attempts span about 16 hours.
+                max_attempts: 20,
+                retry_initial_ms: 5_000,
+                retry_max_ms: 3_600_000,
             },
             log: LogConfig {
                 format: LogFormat::Human,
@@ -226,6 +257,11 @@ impl Default for MediaConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         Config::default().web
+    }
+}
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Config::default().reports
     }
 }
 impl Default for LogConfig {
@@ -296,6 +332,13 @@ const SCHEMA: &[(&str, LeafCheck)] = &[
     ("media.media_timeout_s", check::<u64>),
     ("media.prompts_dir", check::<PathBuf>),
     ("web.listen", check::<SocketAddr>),
+    ("web.session_idle_minutes", check::<u64>),
+    ("web.records_hours", check::<u64>),
+    ("reports.smtp", check::<String>),
+    ("reports.from", check::<String>),
+    ("reports.max_attempts", check::<u32>),
+    ("reports.retry_initial_ms", check::<u64>),
+    ("reports.retry_max_ms", check::<u64>),
     ("log.format", check::<LogFormat>),
     ("log.level", check::<String>),
     ("billing.auto_suspend_on_complaints", check::<bool>),
@@ -509,6 +552,35 @@ impl Config {
             p(
                 "log.level",
                 format!("not a log filter: {:?}", self.log.level),
+            );
+        }
+        if self.web.session_idle_minutes == 0 {
+            p("web.session_idle_minutes", "must be at least 1".into());
+        }
+        if !self.reports.smtp.is_empty() && !self.reports.smtp.starts_with("smtp://") {
+            p(
+                "reports.smtp",
+                format!(
+                    "must be smtp://HOST:PORT (a relay; TLS onward is the relay's job): {:?}",
+                    self.reports.smtp
+                ),
+            );
+        }
+        if self.reports.from.parse::<lettre::Address>().is_err() {
+            p(
+                "reports.from",
+                format!("not an e-mail address: {:?}", self.reports.from),
+            );
+        }
+        if self.reports.max_attempts == 0 {
+            p("reports.max_attempts", "must be at least 1".into());
+        }
+        if self.reports.retry_initial_ms == 0
+            || self.reports.retry_max_ms < self.reports.retry_initial_ms
+        {
+            p(
+                "reports.retry_initial_ms",
+                "must be above 0 and not above reports.retry_max_ms".into(),
             );
         }
         for m in self.hours.validate() {

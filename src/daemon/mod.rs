@@ -9,6 +9,7 @@ mod notify;
 pub mod prompts;
 pub mod reload;
 pub mod requests;
+pub mod seat_feed;
 mod sip;
 pub mod status;
 
@@ -205,7 +206,16 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
     ) {
         tracing::warn!("{w}");
     }
+    let web_listener = TcpListener::bind(cfg.web.listen).await.map_err(|e| {
+        CliError::Other(anyhow::anyhow!(
+            "cannot bind the web console {}: {e}",
+            cfg.web.listen
+        ))
+    })?;
+    let web_addr = web_listener.local_addr().ok();
+    // Handed to the control socket, the metrics endpoint and the web console.
     let (core, core_requests) = requests::channel();
+    let (seat_feed_tx, seat_feed_rx) = seat_feed::channel();
     let (stop_sip, sip_stopped) = tokio::sync::oneshot::channel();
     let mut sip = tokio::spawn(sip::run(
         d.clone(),
@@ -215,7 +225,26 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
         tcp,
         core_requests,
         sip_stopped,
+        seat_feed_tx,
     ));
+    let reports_wake = Arc::new(tokio::sync::Notify::new());
+    let web = tokio::spawn(crate::web::serve(
+        web_listener,
+        crate::web::AppState::new(d.clone(), core.clone(), seat_feed_rx, reports_wake.clone()),
+    ));
+    let clock = d.clock;
+    let reports = tokio::spawn(
+        crate::reports::worker::Worker::new(
+            d.ledger.clone(),
+            cfg.reports.clone(),
+            Arc::new(move || clock.now()),
+            reports_wake,
+        )
+        .run(),
+    );
+    if let Some(a) = web_addr {
+        tracing::info!(web = %a, "operator console at http://{a}/console");
+    }
     let control_task = tokio::spawn(control::serve(
         control_listener,
         Arc::new(control::Control {
@@ -277,6 +306,10 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
         let _ = sip.await;
     }
     control_task.abort();
+    web.abort();
+    // Reports are durable in the outbox; one cut mid-delivery is sent again at the next
+    // start with the same idempotency key.
+    reports.abort();
     if let Some(t) = metrics_task {
         t.abort();
     }

@@ -36,6 +36,25 @@ pub enum CoreRequest {
     HangupAll(oneshot::Sender<usize>),
     /// Reloaded profiles and prompts (already validated); an `Err` keeps the old ones.
     Reload(Box<Reload>, oneshot::Sender<Result<(), String>>),
+    /// The operator pauses the seat (休憩, 後処理…) from the console: no new calls until
+    /// resumed. Answered `true` when the call path took it into account.
+    SeatPause {
+        seat: i64,
+        reason: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The operator resumes a paused seat.
+    SeatResume {
+        seat: i64,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The operator submitted the first-response record of `call_row`: wrap-up (後処理)
+    /// for that call is over and the seat may take the next call.
+    RecordSubmitted {
+        seat: i64,
+        call_row: i64,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// What a reload hands to the core.
@@ -139,5 +158,28 @@ impl CoreHandle {
     pub async fn reload(&self, r: Reload) -> Result<Result<(), String>, CoreError> {
         self.ask(|reply| CoreRequest::Reload(Box::new(r), reply))
             .await
+    }
+
+    pub async fn seat_pause(&self, seat: i64, reason: String) -> Result<bool, CoreError> {
+        self.ask(|reply| CoreRequest::SeatPause {
+            seat,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn seat_resume(&self, seat: i64) -> Result<bool, CoreError> {
+        self.ask(|reply| CoreRequest::SeatResume { seat, reply })
+            .await
+    }
+
+    pub async fn record_submitted(&self, seat: i64, call_row: i64) -> Result<bool, CoreError> {
+        self.ask(|reply| CoreRequest::RecordSubmitted {
+            seat,
+            call_row,
+            reply,
+        })
+        .await
     }
 }

@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::Instant;
 
 use std::net::IpAddr;
@@ -45,6 +45,7 @@ use super::metrics::Metrics;
 use super::notify;
 use super::prompts::Prompts;
 use super::requests::{CoreRequest, CoreSnapshot, SeatView, TrunkView};
+use super::seat_feed::{self, SeatCalls};
 use super::{Clock, Daemon};
 use crate::config::{Profiles, SipConfig};
 use crate::ledger::CallUpdate;
@@ -310,6 +311,7 @@ pub(super) async fn run(
     tcp: Option<TcpListener>,
     requests: mpsc::Receiver<CoreRequest>,
     stop: oneshot::Receiver<()>,
+    seat_feed: watch::Sender<SeatCalls>,
 ) {
     let cfg = &d.config;
     let profiles = d.profiles.load();
@@ -380,6 +382,7 @@ pub(super) async fn run(
             clock: d.clock,
             media_timeout: Duration::from_secs(cfg.media.media_timeout_s),
             metrics: d.metrics.clone(),
+            seat_feed,
         },
         rx,
         admitted_rx,
@@ -521,6 +524,8 @@ struct Core {
     clock: Clock,
     media_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// What each seat has on its line, for the operator console.
+    seat_feed: watch::Sender<SeatCalls>,
 }
 
 impl Core {
@@ -551,11 +556,21 @@ impl Core {
                             .handle_admission(now, call, Admission::Unavailable);
                     }
                 }
-                CallEffect::Answered { row, seat_id, .. } => self.update(CallUpdate::Answered {
-                    id: row,
-                    seat_id,
-                    at: self.clock.now(),
-                }),
+                CallEffect::Answered { row, seat_id, .. } => {
+                    let at = self.clock.now();
+                    seat_feed::answered(&self.seat_feed, seat_id, row, at);
+                    self.update(CallUpdate::Answered {
+                        id: row,
+                        seat_id,
+                        at,
+                    })
+                }
+                CallEffect::SeatOffered { row, seat_id, .. } => {
+                    seat_feed::offered(&self.seat_feed, seat_id, row, self.clock.now())
+                }
+                CallEffect::SeatReleased { row, seat_id, .. } => {
+                    seat_feed::released(&self.seat_feed, seat_id, row, self.clock.now())
+                }
                 CallEffect::Finished {
                     row,
                     outcome,
@@ -726,6 +741,13 @@ impl Core {
                         self.prompts = r.prompts;
                     });
                 let _ = reply.send(result);
+            }
+            // Seat availability (pause, wrap-up) belongs to the ACD (issue #6), which
+            // connects these; until then they change nothing and say so (`false`).
+            CoreRequest::SeatPause { reply, .. }
+            | CoreRequest::SeatResume { reply, .. }
+            | CoreRequest::RecordSubmitted { reply, .. } => {
+                let _ = reply.send(false);
             }
         }
     }

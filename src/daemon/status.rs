@@ -106,6 +106,31 @@ pub async fn status(c: &Control) -> Result<Value, CommandError> {
     if healthy {
         complaint_warnings(c, now, &mut warnings).await;
     }
+    // The report outbox (issue #7): counts, and reports that failed for good as alerts.
+    let reports = bounded(d.ledger.outbox_counts()).await.ok();
+    let failed = bounded(d.ledger.failed_reports(20))
+        .await
+        .unwrap_or_default();
+    let alerts: Vec<Value> = failed
+        .iter()
+        .map(|r| {
+            json!({
+                "kind": "report_failed",
+                "outbox_id": r.id,
+                "contractor_id": r.contractor_id,
+                "record_id": r.record_id,
+                "channel": r.channel_kind,
+                "attempts": r.attempts,
+                "error": r.last_error,
+            })
+        })
+        .collect();
+    if !failed.is_empty() {
+        warnings.push(format!(
+            "{} report(s) failed after their retry budget: `reports failed` lists them, `reports retry ID` queues one again",
+            failed.len()
+        ));
+    }
 
     let mut listeners = Vec::new();
     if cfg.sip.udp {
@@ -145,8 +170,10 @@ pub async fn status(c: &Control) -> Result<Value, CommandError> {
             "latency_ms": (latency_ms * 10.0).round() / 10.0,
             "error": health.err(),
         },
-        // The report outbox (issue #7) is not part of this daemon yet.
-        "outbox_backlog": Value::Null,
+        // Reports waiting for delivery (retrying included); `reports` has every state.
+        "outbox_backlog": reports.as_ref().map(|r| r.pending),
+        "reports": reports,
+        "alerts": alerts,
         "metrics": d.config.metrics.listen_addr().map(|a| format!("http://{a}/metrics")),
         "warnings": warnings,
     }))

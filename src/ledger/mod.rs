@@ -13,6 +13,7 @@ mod calls;
 mod contractors;
 mod records;
 mod registrations;
+mod reports;
 mod seats;
 
 use std::str::FromStr;
@@ -28,7 +29,10 @@ pub use contractors::{
     CancellationRow, Contractor, ContractorState, NewContractor, NumberRow, PlanChangeRow,
     SuspensionRow,
 };
-pub use records::{NewFirstResponse, CATEGORIES};
+pub use records::{EarlierCall, NewFirstResponse, RecordFilter, RecordView, CATEGORIES};
+pub use reports::{
+    idempotency_key, NewChannel, OutboxCounts, OutboxRow, ReportChannel, CHANNEL_KINDS,
+};
 pub use seats::{NewSeat, Seat};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -182,6 +182,19 @@ pub enum CallEffect {
     MediaStop {
         call: u64,
     },
+    /// A seat is being rung for this call (the operator console shows the call).
+    SeatOffered {
+        call: u64,
+        row: i64,
+        seat_id: i64,
+    },
+    /// The seat is no longer on this call: it stopped ringing (moved on, caller gave up) or
+    /// the answered call ended. `Answered` in between means the operator took it.
+    SeatReleased {
+        call: u64,
+        row: i64,
+        seat_id: i64,
+    },
 }
 
 /// What the media edge reports about a call.
@@ -991,6 +1004,13 @@ impl B2bua {
         self.by_b.insert(call_id, id);
         self.client.insert(tsx, (id, Purpose::BInvite));
         self.busy.insert(target.seat_id, id);
+        if let Some(row) = call.row {
+            self.effects.push_back(CallEffect::SeatOffered {
+                call: id,
+                row,
+                seat_id: target.seat_id,
+            });
+        }
         self.schedule(id);
     }
 
@@ -1637,6 +1657,13 @@ impl B2bua {
         if self.busy.get(&seat) == Some(&id) {
             self.busy.remove(&seat);
             self.idle_since.insert(seat, now);
+            if let Some(row) = self.calls.get(&id).and_then(|c| c.row) {
+                self.effects.push_back(CallEffect::SeatReleased {
+                    call: id,
+                    row,
+                    seat_id: seat,
+                });
+            }
         }
     }
 

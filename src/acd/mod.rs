@@ -637,6 +637,20 @@ impl Acd {
         self.dispatch(now);
     }
 
+    /// The call path dropped `call` for another reason than the caller leaving (a failure):
+    /// out of the queue without a log entry; its ringing seat is withdrawn.
+    pub fn remove_call(&mut self, call: CallKey) {
+        let Some(w) = self.remove_waiter(call) else {
+            return;
+        };
+        let Some(seat) = w.offered else { return };
+        // The seat stays `ringing` (withdrawn) until its INVITE ends, so the instant of the
+        // state change is not needed: keep the seat's own.
+        if let Some(since) = self.seats.get(&seat).map(|s| s.since) {
+            self.withdraw_seat_only(since, seat, call, Penalty::None);
+        }
+    }
+
     /// 1-based position in the queue.
     fn position(&self, call: CallKey) -> Option<u32> {
         let w = self.waiters.get(&call)?;
@@ -1004,10 +1018,10 @@ impl Acd {
                 LiveLeg::Ringing { seat, .. } | LiveLeg::OnCall { seat, .. } => *seat,
             };
             // An answered leg outranks a ringing one for the same seat.
-            let keep = match (by_seat.get(&seat), l) {
-                (Some(LiveLeg::OnCall { .. }), LiveLeg::Ringing { .. }) => false,
-                _ => true,
-            };
+            let keep = !matches!(
+                (by_seat.get(&seat), l),
+                (Some(LiveLeg::OnCall { .. }), LiveLeg::Ringing { .. })
+            );
             if keep {
                 by_seat.insert(seat, *l);
             }

@@ -8,7 +8,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::sip::b2bua::B2buaStats;
+use crate::acd::{AcdError, AcdSnapshot};
+use crate::sip::b2bua::{B2buaStats, SeatCommand};
 
 /// How many requests may wait for the core; more get [`CoreError::Busy`].
 pub const REQUEST_QUEUE: usize = 256;
@@ -17,6 +18,16 @@ pub const REQUEST_QUEUE: usize = 256;
 pub enum CoreRequest {
     /// Counters of the call path.
     Stats(oneshot::Sender<B2buaStats>),
+    /// Waiting callers and seat states (`smartdesk queue`).
+    Queue(oneshot::Sender<AcdSnapshot>),
+    /// `smartdesk seat pause|resume|reset`.
+    Seat(SeatCommand, oneshot::Sender<Result<(), AcdError>>),
+    /// The operator of `seat_id` submitted the first-response record (the console): its
+    /// wrap-up ends. Answers whether the seat was in wrap-up.
+    WrapUpDone {
+        seat_id: i64,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,5 +65,19 @@ impl CoreHandle {
 
     pub async fn stats(&self) -> Result<B2buaStats, CoreError> {
         self.ask(CoreRequest::Stats).await
+    }
+
+    pub async fn queue(&self) -> Result<AcdSnapshot, CoreError> {
+        self.ask(CoreRequest::Queue).await
+    }
+
+    pub async fn seat(&self, command: SeatCommand) -> Result<Result<(), AcdError>, CoreError> {
+        self.ask(|reply| CoreRequest::Seat(command, reply)).await
+    }
+
+    /// For the console: a submitted first-response record ends the seat's wrap-up.
+    pub async fn wrap_up_done(&self, seat_id: i64) -> Result<bool, CoreError> {
+        self.ask(|reply| CoreRequest::WrapUpDone { seat_id, reply })
+            .await
     }
 }

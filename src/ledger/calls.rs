@@ -61,6 +61,10 @@ pub enum CallUpdate {
         seat_id: Option<i64>,
         at: DateTime<Utc>,
     },
+    /// An entry of the queue log (issue #6 §7), in order with the call's other updates.
+    QueueEvent(super::queue::NewQueueEvent),
+    /// A caller's voice message (see [`Ledger::add_voice_message`]).
+    VoiceMessage(super::queue::NewVoiceMessage),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -183,6 +187,27 @@ impl Ledger {
                             .bind(id)
                             .execute(&mut *tx)
                             .await?;
+                        }
+                        CallUpdate::QueueEvent(e) => {
+                            sqlx::query(super::queue::INSERT_QUEUE_EVENT)
+                                .bind(e.call_id)
+                                .bind(e.contractor_id)
+                                .bind(&e.kind)
+                                .bind(e.seat_id)
+                                .bind(e.wait_ms)
+                                .bind(e.position)
+                                .bind(e.at)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        CallUpdate::VoiceMessage(m) => {
+                            sqlx::query(super::queue::INSERT_VOICE_MESSAGE)
+                                .bind(m.call_id)
+                                .bind(&m.path)
+                                .bind(m.duration_ms)
+                                .bind(m.created_at)
+                                .execute(&mut *tx)
+                                .await?;
                         }
                     }
                 }

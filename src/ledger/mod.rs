@@ -11,6 +11,7 @@
 
 mod calls;
 mod contractors;
+mod queue;
 mod records;
 mod registrations;
 mod seats;
@@ -28,6 +29,7 @@ pub use contractors::{
     CancellationRow, Contractor, ContractorState, NewContractor, NumberRow, PlanChangeRow,
     SuspensionRow,
 };
+pub use queue::{NewQueueEvent, NewVoiceMessage, QueueEventRow, VoiceMessage};
 pub use records::{NewFirstResponse, CATEGORIES};
 pub use seats::{NewSeat, Seat};
 

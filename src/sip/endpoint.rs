@@ -477,6 +477,55 @@ impl Endpoint {
         }
     }
 
+    /// Seats from the ledger with their skills (names, `hearing`, …).
+    pub fn set_seats(&mut self, now: Instant, seats: &[(i64, String, Vec<String>)]) {
+        if let Some(b) = self.b2bua.as_mut() {
+            b.set_seats(&mut self.io, now, seats);
+        }
+    }
+
+    /// Registrations changed outside a REGISTER (a TCP connection closed, credentials
+    /// reloaded): the call path follows at once.
+    pub fn seats_changed(&mut self, now: Instant) {
+        if let Some(b) = self.b2bua.as_mut() {
+            b.sync_seats(&mut self.io, now, &self.registry);
+        }
+    }
+
+    /// An operator's command on a seat (pause, resume, reset).
+    pub fn seat_command(
+        &mut self,
+        now: Instant,
+        command: super::b2bua::SeatCommand,
+    ) -> Result<(), crate::acd::AcdError> {
+        match self.b2bua.as_mut() {
+            Some(b) => b.seat_command(&mut self.io, now, &self.registry, command),
+            None => Err(crate::acd::AcdError::UnknownSeat(String::new())),
+        }
+    }
+
+    /// The seat's first-response record was submitted: its wrap-up ends.
+    pub fn wrap_up_done(&mut self, now: Instant, seat_id: i64) -> bool {
+        self.b2bua
+            .as_mut()
+            .is_some_and(|b| b.wrap_up_done(&mut self.io, now, seat_id))
+    }
+
+    /// Waiting callers and seat states.
+    pub fn acd_snapshot(&self, now: Instant) -> crate::acd::AcdSnapshot {
+        self.b2bua
+            .as_ref()
+            .map(|b| b.acd().snapshot(now))
+            .unwrap_or_default()
+    }
+
+    /// "Calls handled today" restarts (the edge calls this when the Tokyo date changes).
+    pub fn reset_daily_counts(&mut self) {
+        if let Some(b) = self.b2bua.as_mut() {
+            b.reset_daily_counts();
+        }
+    }
+
     /// A media notice for a call.
     pub fn handle_media(&mut self, now: Instant, call: u64, notice: MediaNotice) {
         if let Some(b) = self.b2bua.as_mut() {
@@ -540,7 +589,7 @@ impl Endpoint {
         self.io.layer.handle_timeout(now);
         self.drain_events(now, None, None);
         if let Some(b) = self.b2bua.as_mut() {
-            b.handle_timeout(&mut self.io, now);
+            b.handle_timeout(&mut self.io, now, &self.registry);
         }
         self.drain_events(now, None, None);
     }
@@ -785,6 +834,9 @@ impl Endpoint {
                 };
                 let before = self.registry.effects_emitted();
                 let response = self.registry.handle_register(unix, request, src, dest);
+                if let Some(b) = self.b2bua.as_mut() {
+                    b.sync_seats(&mut self.io, now, &self.registry);
+                }
                 let after = self.registry.effects_emitted();
                 if after > before {
                     self.hold_until = Some(after);

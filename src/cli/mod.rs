@@ -63,6 +63,9 @@ pub enum Command {
     Seat(SeatCmd),
     /// Calls recorded in the ledger.
     Calls(CallsArgs),
+    /// Service level of a day from the queue log: offered, answer rate, speed of answer
+    /// (average, 90th percentile), abandon rate; per contractor and overall.
+    Stats(StatsArgs),
     /// Price a month of a contract without a database (sales and support).
     Quote(money::QuoteArgs),
     /// The monthly statement from the ledger.
@@ -171,6 +174,18 @@ pub enum SeatCmd {
         /// Web console password (argon2-hashed).
         #[arg(long)]
         web_password: Option<String>,
+        /// A skill of this seat, e.g. `hearing` (preferred for contractors with the hearing
+        /// option); repeat for several.
+        #[arg(long = "skill", value_name = "SKILL")]
+        skills: Vec<String>,
+    },
+    /// Show a seat's skills, or replace them with the --skill list (--clear: none).
+    Skills {
+        name: String,
+        #[arg(long = "skill", value_name = "SKILL")]
+        skills: Vec<String>,
+        #[arg(long, conflicts_with = "skills")]
+        clear: bool,
     },
     /// Reset a seat's SIP and/or web password.
     Passwd {
@@ -182,6 +197,13 @@ pub enum SeatCmd {
     },
     /// List seats.
     List,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The day, YYYY-MM-DD (Asia/Tokyo).
+    #[arg(long)]
+    pub day: String,
 }
 
 #[derive(Debug, Args)]
@@ -379,6 +401,7 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
         Command::Number(c) => admin::number(g, &ledger, c).await,
         Command::Seat(c) => admin::seat(g, &cfg, &ledger, c).await,
         Command::Calls(a) => admin::calls(g, &ledger, &a).await,
+        Command::Stats(a) => admin::stats(g, &ledger, &a).await,
         Command::Bill(a) => money::bill(g, &ledger, &a).await,
         Command::Serve(_) | Command::CheckConfig | Command::Quote(_) | Command::Hours(_) => {
             unreachable!("handled without a ledger")

@@ -276,6 +276,7 @@ impl MediaEdge {
             streams: [OutStream::random(), OutStream::random()],
             fax: FaxWatch::new(),
             recorder: None,
+            record_armed: None,
             outbox: Outbox::default(),
             timer: Box::pin(tokio::time::sleep_until(now)),
             armed: None,
@@ -543,8 +544,11 @@ struct CallTask {
     players: [Option<Playing>; 2],
     streams: [OutStream; 2],
     fax: FaxWatch,
-    /// Message taking: leg A's audio.
+    /// Message taking: leg A's audio. Armed with the preferred law and the length limit; the
+    /// recorder is made on the first G.711 packet, in that packet's law (a caller offered both
+    /// laws may send either).
     recorder: Option<Recorder>,
+    record_armed: Option<(Law, usize)>,
     outbox: Outbox,
     /// The one timer of the call, allocated at start and re-armed in place.
     timer: Pin<Box<Sleep>>,
@@ -580,6 +584,7 @@ impl CallTask {
             mut outbox,
             send_failures,
             recorder,
+            record_armed,
             ..
         } = self;
         // Ports are free again before the core hears about it.
@@ -595,6 +600,8 @@ impl CallTask {
                 }
             }
         }
+        // Armed but nothing G.711 came: an empty recording (the caller said nothing).
+        let recorder = recorder.or(record_armed.map(|(law, max)| Recorder::new(law, max)));
         if let Some(r) = recorder {
             let law = r.law();
             let _ = events
@@ -656,8 +663,9 @@ impl CallTask {
             panic!("test-only crash of call {}", self.call);
         }
         let now = tokio::time::Instant::now().into_std();
-        if let Some((law, max)) = taken.record {
-            self.recorder = Some(Recorder::new(law, max));
+        if let Some(armed) = taken.record {
+            self.recorder = None;
+            self.record_armed = Some(armed);
         }
         for leg in LEGS {
             let i = idx(leg);
@@ -735,6 +743,16 @@ impl CallTask {
         if accepted && leg == Leg::A && kind == PacketKind::Rtp {
             if self.fax.feed(data) {
                 self.outbox.fax = true;
+            }
+            if let Some((_, max)) = self.record_armed {
+                let pt = RtpReader::new(data).ok().map(|r| r.payload_type());
+                if let Some(law) = [Law::Pcmu, Law::Pcma]
+                    .into_iter()
+                    .find(|l| Some(l.payload_type()) == pt)
+                {
+                    self.recorder = Some(Recorder::new(law, max));
+                    self.record_armed = None;
+                }
             }
             if let Some(r) = self.recorder.as_mut() {
                 r.push_rtp(data);

@@ -419,3 +419,53 @@ e2e_both!(overflow_takes_a_message_recorded_from_real_rtp, |env| {
     assert_eq!(kinds, ["entered", "overflow"]);
     assert_eq!(d.stop(), Some(0), "{}", d.log_text());
 });
+
+e2e_both!(seat_skills_from_the_cli, |env| {
+    let d = Daemon::configure(&env);
+    let s = d
+        .cli(
+            &env,
+            &[
+                "seat",
+                "add",
+                "op1",
+                "--password",
+                PASSWORD,
+                "--skill",
+                "hearing",
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(s["skills"], serde_json::json!(["hearing"]));
+    let shown = d
+        .cli(&env, &["seat", "skills", "op1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["skills"], serde_json::json!(["hearing"]));
+    d.cli(
+        &env,
+        &[
+            "seat", "skills", "op1", "--skill", "english", "--skill", "hearing",
+        ],
+    )
+    .ok();
+    let list = d.cli(&env, &["seat", "list", "--json"]).ok().json();
+    assert_eq!(list[0]["skills"], serde_json::json!(["english", "hearing"]));
+    d.cli(&env, &["seat", "skills", "op1", "--clear"]).ok();
+    let shown = d
+        .cli(&env, &["seat", "skills", "op1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["skills"], serde_json::json!([]));
+    // Bad input names the field and changes nothing.
+    let bad = d.cli(
+        &env,
+        &["seat", "skills", "op1", "--skill", "Hearing Option"],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--skill"), "{}", bad.stderr);
+    let unknown = d.cli(&env, &["seat", "skills", "nobody"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+});

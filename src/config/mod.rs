@@ -696,6 +696,39 @@ mod tests {
     }
 
     #[test]
+    fn acd_section_is_validated_field_by_field() {
+        let err = load_str(
+            "[acd]\nring_timeout_s = 1\nretry_busy_s = 0\nmax_wait_s = 100000\nmax_no_answer = 1000\nrecording_max_s = 2\n",
+            &[],
+        )
+        .expect_err("invalid");
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "acd.ring_timeout_s",
+            "acd.retry_busy_s",
+            "acd.max_wait_s",
+            "acd.max_no_answer",
+            "acd.recording_max_s",
+        ] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
+        let ok = load_str("[acd]\nring_timeout_s = 20\nwrap_up_max_s = 0\n", &[]).unwrap();
+        assert_eq!(
+            ok.acd.rules().ring_timeout,
+            std::time::Duration::from_secs(20)
+        );
+        assert_eq!(
+            Config::default().acd.rules(),
+            crate::acd::AcdConfig::default()
+        );
+        let unknown = load_str("[acd]\nring_timeout = 20\n", &[]).expect_err("unknown key");
+        assert!(
+            unknown.0.iter().any(|p| p.key.contains("ring_timeout")),
+            "{unknown}"
+        );
+    }
+
+    #[test]
     fn missing_config_file_is_an_error() {
         let err = Config::load(&ConfigSource {
             file: Some("/nonexistent/smartdesk.toml".into()),

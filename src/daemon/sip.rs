@@ -782,6 +782,7 @@ async fn core_task(
             Input::Net(Inbound::EffectsDone(done)) => endpoint.registry_effects_done(now, done),
             Input::Net(Inbound::Credentials(creds)) => {
                 endpoint.registry_mut().set_credentials(creds);
+                endpoint.seats_changed(now);
                 // Follow wall-clock adjustments (and `--clock`) at the same pace.
                 endpoint.set_unix_base(Instant::now().into_std(), unix_of(core.clock.now()));
             }

@@ -389,6 +389,11 @@ impl SeatLocator for SeatRegistry {
             })
             .collect()
     }
+
+    /// Every binding change is a registry effect (a ledger write), counted.
+    fn version(&self) -> Option<u64> {
+        Some(self.effects_emitted())
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -584,7 +589,14 @@ impl Endpoint {
     /// Fires due timers (transaction retransmissions and cleanup, call timers).
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(unix) = self.unix_now(now) {
+            let before = self.registry.effects_emitted();
             self.registry.handle_timeout(unix);
+            // Bindings expired: the call path follows (a ringing seat's offer moves on).
+            if self.registry.effects_emitted() != before {
+                if let Some(b) = self.b2bua.as_mut() {
+                    b.sync_seats(&mut self.io, now, &self.registry);
+                }
+            }
         }
         self.io.layer.handle_timeout(now);
         self.drain_events(now, None, None);
@@ -726,7 +738,7 @@ impl Endpoint {
                             Err(_) => continue,
                         },
                     };
-                    b.on_response(&mut self.io, now, &key, resp, &self.registry);
+                    b.on_response(&mut self.io, now, &key, resp);
                 }
                 TsxEvent::StrayResponse { .. } => {
                     let Some(b) = self.b2bua.as_mut() else {
@@ -738,7 +750,7 @@ impl Endpoint {
                 }
                 TsxEvent::Timeout { key, .. } | TsxEvent::TransportError { key } => {
                     if let Some(b) = self.b2bua.as_mut() {
-                        b.on_client_failure(&mut self.io, now, &key, &self.registry);
+                        b.on_client_failure(&mut self.io, now, &key);
                     }
                 }
                 TsxEvent::Terminated { key } => {

@@ -97,6 +97,12 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 pub trait SeatLocator {
     /// One target per seat with a reachable registration: its most preferred contact.
     fn seat_targets(&self) -> Vec<SeatTarget>;
+
+    /// Changes whenever the targets may have changed; `None` if unknown (then every check
+    /// re-reads the targets).
+    fn version(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// An operator's command on a seat (`smartdesk seat pause|resume|reset`).
@@ -404,6 +410,8 @@ pub struct B2bua {
     /// Where each registered seat is reached, refreshed from the registrar.
     targets: HashMap<i64, SeatTarget>,
     next_reconcile: Option<Instant>,
+    /// The locator's version at the last [`Self::sync_seats`].
+    synced: Option<u64>,
     ports: PortAllocator,
     /// Ports of ended calls until the media edge reports them closed.
     releasing: HashMap<u64, (RtpPort, RtpPort)>,
@@ -456,6 +464,7 @@ impl B2bua {
             client: HashMap::new(),
             targets: HashMap::new(),
             next_reconcile: None,
+            synced: None,
             ports,
             releasing: HashMap::new(),
             deadlines: BinaryHeap::new(),
@@ -751,7 +760,9 @@ impl B2bua {
                     return;
                 }
                 call.phase = Phase::Ringing;
-                self.sync_seats(io, now, seats);
+                if self.synced.is_none() || seats.version().is_none_or(|v| self.synced != Some(v)) {
+                    self.sync_seats(io, now, seats);
+                }
                 self.enter_queue(io, now, id, contractor_id, skill);
             }
         }
@@ -1211,6 +1222,7 @@ impl B2bua {
 
     /// Follows the registrar: where each seat is reached, and which seats are online.
     pub fn sync_seats(&mut self, io: &mut Io, now: Instant, seats: &dyn SeatLocator) {
+        self.synced = Some(seats.version().unwrap_or(0));
         let targets: HashMap<i64, SeatTarget> = seats
             .seat_targets()
             .into_iter()
@@ -1430,19 +1442,11 @@ fn send_cancel(io: &mut Io, now: Instant, b: &mut BLeg) -> Option<TsxKey> {
 
 impl B2bua {
     /// A response to one of our client transactions.
-    pub fn on_response(
-        &mut self,
-        io: &mut Io,
-        now: Instant,
-        key: &TsxKey,
-        resp: &Message,
-        seats: &dyn SeatLocator,
-    ) {
+    pub fn on_response(&mut self, io: &mut Io, now: Instant, key: &TsxKey, resp: &Message) {
         let Some(&(id, purpose)) = self.client.get(key) else {
             return;
         };
         let Some(status) = resp.status() else { return };
-        self.sync_seats(io, now, seats);
         match purpose {
             Purpose::BInvite => self.on_b_invite_response(io, now, id, key, status, resp),
             Purpose::ReInvite => self.on_reinvite_response(io, now, id, status, resp),
@@ -1577,17 +1581,10 @@ impl B2bua {
     }
 
     /// The client INVITE to a seat failed without a response (Timer B, transport error).
-    pub fn on_client_failure(
-        &mut self,
-        io: &mut Io,
-        now: Instant,
-        key: &TsxKey,
-        seats: &dyn SeatLocator,
-    ) {
+    pub fn on_client_failure(&mut self, io: &mut Io, now: Instant, key: &TsxKey) {
         let Some(&(id, purpose)) = self.client.get(key) else {
             return;
         };
-        self.sync_seats(io, now, seats);
         match purpose {
             Purpose::BInvite => self.seat_failed(io, now, id, key, OfferEnd::Unreachable),
             Purpose::ReInvite => self.fail_reinvite(io, now, id, 408, "Request Timeout"),

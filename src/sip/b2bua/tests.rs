@@ -45,18 +45,25 @@ struct H {
 
 impl H {
     fn new(seats: Vec<SeatTarget>) -> H {
+        H::with_acd(
+            seats,
+            AcdConfig {
+                // Long enough not to interfere with the flows tested here.
+                max_wait: Duration::from_secs(600),
+                wrap_up_max: Duration::ZERO,
+                ..AcdConfig::default()
+            },
+        )
+    }
+
+    fn with_acd(seats: Vec<SeatTarget>, acd: AcdConfig) -> H {
         let cfg = B2buaConfig {
             local: addr(LOCAL),
             media_ip: "192.0.2.1".parse().unwrap(),
             rtp_port_min: 40000,
             rtp_port_max: 40099,
             codecs: vec![Codec::Pcmu, Codec::Pcma],
-            acd: AcdConfig {
-                // Long enough not to interfere with the flows tested here.
-                max_wait: Duration::from_secs(600),
-                wrap_up_max: Duration::ZERO,
-                ..AcdConfig::default()
-            },
+            acd,
             recording_max: Duration::from_secs(120),
             trunks: vec![Trunk {
                 name: "carrier-a".into(),
@@ -1077,4 +1084,69 @@ fn in_dialog_request_for_unknown_dialog_is_481() {
     let mut h = H::new(vec![]);
     let out = h.feed(CARRIER, &carrier_in_dialog("BYE", "nope", "x", 2, ""));
     assert_eq!(statuses(&out), [481]);
+}
+
+#[test]
+fn wrap_up_holds_the_seat_until_the_record_is_submitted() {
+    let acd = AcdConfig {
+        wrap_up_max: Duration::from_secs(120),
+        max_wait: Duration::from_secs(600),
+        ..AcdConfig::default()
+    };
+    let mut h = H::with_acd(vec![seat(1, "op1", SEAT1)], acd);
+    let inv = ring(&mut h, "u1");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "u1", &tag, 1, ""));
+    h.feed(CARRIER, &carrier_in_dialog("BYE", "u1", &tag, 2, ""));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "wrap_up");
+    // The next caller waits while the operator writes the record.
+    h.feed(CARRIER, &invite("u2", "2", "", OFFER));
+    let out = h.admit(1, route(12));
+    assert_eq!(statuses(&out), [183]);
+    assert!(only(&out, SEAT1)
+        .iter()
+        .all(|m| m.method() != Some(&SipMethod::Invite)));
+    assert!(h.ep.wrap_up_done(h.now, 1), "the record was submitted");
+    let out = h.drain();
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Invite));
+    assert!(!h.ep.wrap_up_done(h.now, 1), "not in wrap-up any more");
+}
+
+#[test]
+fn an_expired_registration_withdraws_the_ringing_offer() {
+    let acd = AcdConfig {
+        ring_timeout: Duration::from_secs(7200),
+        max_wait: Duration::from_secs(7200),
+        ..AcdConfig::default()
+    };
+    let mut h = H::with_acd(vec![seat(1, "op1", SEAT1)], acd);
+    let inv = ring(&mut h, "x1");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    h.take_effects();
+    // The binding expires while the phone rings (the wall clock moved on to 10 s before its
+    // expiry): CANCEL, and with nobody left the caller is asked for a message.
+    h.ep.set_unix_base(h.now, Duration::from_secs(T_UNIX + 3590));
+    let out = h.advance(Duration::from_secs(11));
+    assert!(only(&out, SEAT1)
+        .iter()
+        .any(|m| m.method() == Some(&SipMethod::Cancel)));
+    assert!(statuses(
+        &only(&out, CARRIER)
+            .into_iter()
+            .map(|m| (addr(CARRIER), m.clone()))
+            .collect::<Vec<_>>()
+    )
+    .contains(&200));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "ringing");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 487, "s1", None));
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Ack));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "offline");
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::MediaPlay {
+            prompt: Prompt::LeaveMessage,
+            ..
+        }
+    )));
 }

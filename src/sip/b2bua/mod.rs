@@ -8,12 +8,21 @@
 //!                                                                         │  durable call row)
 //!           ◄── 404 / 503 / announcement ◄───── Admission ◄──────────────┘
 //!                                            │ Route
-//!                                            ▼
-//!                         free seat ─► INVITE (From "【name】caller", X-Smartdesk-*) ─► seat
-//!           ◄── 180/183 ◄── relayed ◄──────────────────────────────────────── 180/183
+//!           ◄── 183 + our SDP: "please wait", ▼ ringback (early media, looped)
+//!                                  queue (crate::acd) ── Offer ─► INVITE (From "【name】caller",
+//!                                    │   ▲ no answer / busy /          X-Smartdesk-*) ─► seat
+//!                                    │   └ decline / offline: Withdraw (CANCEL), next seat
+//!                                    │ max wait, nobody registered: Overflow
+//!           ◄── 200, "leave a message" + tone, recording ◄─┘
 //!           ◄── 200 (our SDP) ◄── answered ◄───────────────────────────────── 200
 //!           ── ACK ─────────────► ACK to the seat (end to end, late offers carried)
 //! ```
+//!
+//! Which seat rings for which caller, when an offer is withdrawn and when a caller overflows
+//! is decided by the ACD ([`crate::acd`]), which this core owns and feeds; this core carries
+//! its [`Decision`]s out in SIP and reports back what the seats did. A withdrawn seat INVITE
+//! is kept apart (`Call::dying`) until its transaction ends, so the caller moves on at once
+//! while the seat still shows `ringing`.
 //!
 //! Everything that must survive a crash happens in the edge before this core sends more than
 //! 100 Trying: the call row is written by the Admit effect, and only its result lets the call

@@ -16,7 +16,7 @@ set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
-ALL_TARGETS=(message stream sdp auth_header registrar endpoint)
+ALL_TARGETS=(message stream sdp auth_header registrar endpoint rtp)
 if [ "$#" -gt 0 ]; then
     TARGETS=("$@")
 else

@@ -16,4 +16,6 @@ pub mod ledger;
 pub mod media;
 pub mod number;
 pub mod password;
+pub mod reports;
 pub mod sip;
+pub mod web;

@@ -60,6 +60,13 @@ listen = "127.0.0.1:8080"
 # Bench seats answer back to back, like Kamailio's: no wrap-up between calls.
 wrap_up_max_s = 0
 
+[security]
+# Like the Kamailio config (no pike module): the bench measures the call path, not the
+# flood limits, and SIPp drives thousands of requests/s from one loopback address.
+request_rate = 0.0
+trunk_rate = 0.0
+register_rate = 0.0
+
 [log]
 level = "$SD_LOG_LEVEL"
 EOF

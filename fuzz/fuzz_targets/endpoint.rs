@@ -198,7 +198,9 @@ impl Harness {
                 | CallEffect::MediaStopPlay { call, .. }
                 | CallEffect::MediaRecord { call, .. }
                 | CallEffect::Queue { call, .. }
-                | CallEffect::MediaStop { call } => self.note_call(call),
+                | CallEffect::MediaStop { call }
+                | CallEffect::SeatOffered { call, .. }
+                | CallEffect::SeatReleased { call, .. } => self.note_call(call),
             }
         }
         while self.ep.poll_registry_effect().is_some() {

@@ -387,6 +387,10 @@ impl Acd {
         self.seats.get(&seat).map(Seat::state)
     }
 
+    pub fn seat_name(&self, seat: SeatId) -> Option<&str> {
+        self.seats.get(&seat).map(|s| s.name.as_str())
+    }
+
     pub fn seat_id(&self, name: &str) -> Option<SeatId> {
         self.seats
             .iter()

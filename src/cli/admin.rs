@@ -364,12 +364,23 @@ pub(crate) async fn contractor(
                 }
             }
         }
-        ContractorCmd::Suspend { id, reason } => {
+        ContractorCmd::Suspend { id, reason, from } => {
             let id = parse_id("ID", &id)?;
             let reason = non_empty("--reason", &reason)?;
-            let s = ledger
-                .suspend(id, &reason, today_tokyo(), Utc::now())
-                .await?;
+            let at = match from {
+                Some(f) => {
+                    let at = parse_instant("--from", &f)?;
+                    if at > Utc::now() {
+                        return Err(CliError::field(
+                            "--from",
+                            "a suspension cannot start in the future; run the command then",
+                        ));
+                    }
+                    at
+                }
+                None => Utc::now(),
+            };
+            let s = ledger.suspend(id, &reason, today_tokyo(), at).await?;
             if g.json {
                 print_json(&s)?;
             } else {
@@ -411,6 +422,9 @@ pub(crate) async fn contractor(
                 println!("contractor {id} resumed");
             }
         }
+        ContractorCmd::Channels(_) | ContractorCmd::HearingItems { .. } => {
+            unreachable!("dispatched in cli::dispatch_db")
+        }
     }
     Ok(())
 }
@@ -421,6 +435,32 @@ fn yn(b: bool) -> &'static str {
     } else {
         "no"
     }
+}
+
+pub(crate) async fn hearing_items(
+    g: &GlobalArgs,
+    ledger: &Ledger,
+    id: &str,
+    items: &[String],
+) -> CliResult {
+    let id = parse_id("ID", id)?;
+    let items = items
+        .iter()
+        .map(|i| non_empty("--item", i))
+        .collect::<CliResult<Vec<_>>>()?;
+    if items.len() > 20 || items.iter().any(|i| i.chars().count() > 200) {
+        return Err(CliError::field(
+            "--item",
+            "at most 20 items of at most 200 characters",
+        ));
+    }
+    ledger.set_hearing_items(id, &items).await?;
+    if g.json {
+        print_json(&items)?;
+    } else {
+        println!("{} hearing item(s) set", items.len());
+    }
+    Ok(())
 }
 
 pub(crate) async fn number(g: &GlobalArgs, ledger: &Ledger, cmd: NumberCmd) -> CliResult {

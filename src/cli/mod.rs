@@ -2,10 +2,13 @@
 //! these exact command names and flags: add freely, never rename.
 //!
 //! Exit status: 0 success; 2 bad input (unknown plan, malformed date or number, duplicate,
-//! unknown id — nothing was written); 1 anything else (database unreachable, I/O).
+//! unknown id — nothing was written); 3 a live command found no running daemon; 1 anything
+//! else (database unreachable, I/O).
 
 mod admin;
+mod live;
 mod money;
+mod records;
 
 use std::path::PathBuf;
 
@@ -72,6 +75,29 @@ pub enum Command {
     Bill(money::BillArgs),
     /// Is the service open at a moment, why, and when does that change?
     Hours(HoursArgs),
+    /// What the running daemon is doing: hours, trunks, seats, calls, ledger, warnings.
+    Status,
+    /// A call in progress (live; asks the running daemon).
+    #[command(subcommand)]
+    Call(CallCmd),
+    /// Reload profiles, service hours and prompts in the running daemon (like SIGHUP);
+    /// invalid files are refused with their errors and the running configuration is kept.
+    Reload,
+    /// First-response records (一次対応記録) with the delivery status of their reports;
+    /// `records correct ID …` writes a correction.
+    Records(records::RecordsArgs),
+    /// The report outbox: failed reports and retrying them.
+    #[command(subcommand)]
+    Reports(records::ReportsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallCmd {
+    /// End a call in progress cleanly (BYE / CANCEL to both sides; the outcome is recorded).
+    Hangup {
+        /// The call id (`calls --live` lists it).
+        call_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -142,12 +168,27 @@ pub enum ContractorCmd {
         id: String,
         #[arg(long)]
         reason: String,
+        /// When the suspension took effect (RFC 3339; default now). For recording a
+        /// suspension decided earlier; it cannot lie in the future.
+        #[arg(long)]
+        from: Option<String>,
     },
     /// End a suspension.
     Resume { id: String },
     /// Apply the complaint rule (SPEC §6: 5+ complaint records in 3 consecutive days):
     /// report the flag, and suspend when billing.auto_suspend_on_complaints is true.
     Complaints { id: String },
+    /// Where reports go: with no flag, list; with flags, replace the channels
+    /// (e.g. `--email a@b --webhook URL --webhook-secret S --slack URL`).
+    Channels(records::ChannelsArgs),
+    /// Replace the hearing items (questions the operator asks when the contract has the
+    /// hearing option).
+    HearingItems {
+        id: String,
+        /// A hearing item; repeat for several; none clears them.
+        #[arg(long = "item", value_name = "TEXT")]
+        items: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +254,9 @@ pub struct CallsArgs {
     pub month: Option<String>,
     #[arg(long)]
     pub contractor: Option<String>,
+    /// Calls in progress now, from the running daemon (instead of the ledger).
+    #[arg(long, conflicts_with_all = ["month", "contractor"])]
+    pub live: bool,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +275,9 @@ pub enum CliError {
     /// Anything else: exit 1.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+    /// A live command found no daemon: exit 3.
+    #[error("{0}")]
+    NotRunning(String),
 }
 
 impl CliError {
@@ -238,6 +285,7 @@ impl CliError {
         match self {
             CliError::Input(_) => 2,
             CliError::Other(_) => 1,
+            CliError::NotRunning(_) => 3,
         }
     }
     pub(crate) fn field(field: &str, msg: impl std::fmt::Display) -> CliError {
@@ -359,6 +407,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::CheckConfig => check_config(&cli.global),
         Command::Quote(args) => money::quote(&cli.global, &args),
         Command::Hours(args) => admin::hours(&cli.global, &args),
+        Command::Status => live::status(&cli.global),
+        Command::Calls(args) if args.live => live::calls(&cli.global, &args),
+        Command::Call(CallCmd::Hangup { call_id }) => live::hangup(&cli.global, &call_id),
+        Command::Reload => live::reload(&cli.global),
         other => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -397,13 +449,25 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
             }
             Ok(())
         }
+        Command::Contractor(ContractorCmd::Channels(a)) => records::channels(g, &ledger, a).await,
+        Command::Contractor(ContractorCmd::HearingItems { id, items }) => {
+            admin::hearing_items(g, &ledger, &id, &items).await
+        }
         Command::Contractor(c) => admin::contractor(g, &cfg, &ledger, c).await,
+        Command::Records(a) => records::records(g, &cfg, &ledger, a).await,
+        Command::Reports(c) => records::reports_cmd(g, &ledger, c).await,
         Command::Number(c) => admin::number(g, &ledger, c).await,
         Command::Seat(c) => admin::seat(g, &cfg, &ledger, c).await,
         Command::Calls(a) => admin::calls(g, &ledger, &a).await,
         Command::Stats(a) => admin::stats(g, &ledger, &a).await,
         Command::Bill(a) => money::bill(g, &ledger, &a).await,
-        Command::Serve(_) | Command::CheckConfig | Command::Quote(_) | Command::Hours(_) => {
+        Command::Serve(_)
+        | Command::CheckConfig
+        | Command::Quote(_)
+        | Command::Hours(_)
+        | Command::Status
+        | Command::Call(_)
+        | Command::Reload => {
             unreachable!("handled without a ledger")
         }
     };

@@ -11,6 +11,7 @@
 //! [`SCHEMA`] on its own, unknown keys are collected, then semantic checks run.
 
 pub mod profiles;
+pub mod security;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hours::CalendarConfig;
 pub use profiles::{NumberFormat, Profiles, SeatProfile, Transport, Trunk};
+pub use security::SecurityConfig;
 
 /// The environment prefix; `__` separates prefix, section and key so that single
 /// underscores stay usable inside key names (`SMARTDESK__MEDIA__RTP_PORT_MIN`).
@@ -43,6 +45,10 @@ pub const DEFAULT_T2_MS: u64 = 4000;
 pub const DEFAULT_T4_MS: u64 = 5000;
 /// A call whose media stopped this long is treated as dead (lost BYE, crashed phone).
 pub const DEFAULT_MEDIA_TIMEOUT_S: u64 = 60;
+/// SIGTERM: how long calls in progress may go on before they are hung up. Most calls to an
+/// answering service take a minute or two; 30 s lets the short ones finish while keeping a
+/// restart quick. The systemd unit's TimeoutStopSec must stay above it.
+pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,10 +58,13 @@ pub struct Config {
     pub sip: SipConfig,
     pub media: MediaConfig,
     pub web: WebConfig,
+    pub reports: ReportsConfig,
     pub log: LogConfig,
     pub billing: BillingConfig,
     pub hours: CalendarConfig,
     pub acd: AcdSection,
+    pub security: SecurityConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// `[acd]`: call distribution (issue #6). Defaults: [`crate::acd`]'s constants, each
@@ -147,11 +156,31 @@ impl AcdSection {
     }
 }
 
+/// The Prometheus endpoint (issue #9 §2): off unless `listen` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `IP:PORT` serving `GET /metrics`; empty = off.
+    pub listen: String,
+    /// Allow a non-loopback `listen` (metrics reveal traffic levels; keep them local
+    /// unless a firewall or a scraper network is in front).
+    pub allow_non_loopback: bool,
+}
+
+impl MetricsConfig {
+    /// The address to serve on, if metrics are on and the address is valid.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.trim().parse().ok()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
     /// Holds the SQLite ledger, the control socket, spools and recordings.
     pub data_dir: PathBuf,
+    /// SIGTERM: seconds calls in progress may continue before they are hung up.
+    pub shutdown_grace_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +219,26 @@ pub struct MediaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub listen: SocketAddr,
+    /// An idle console session ends after this many minutes.
+    pub session_idle_minutes: u64,
+    /// Operators see the records of the calls they handled in this many past hours.
+    pub records_hours: u64,
+}
+
+/// Reports to contractors (issue #7 §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// SMTP relay, `smtp://host:port` (plain SMTP to a local MTA that does TLS onward);
+    /// empty: e-mail channels fail and are retried until it is set.
+    pub smtp: String,
+    /// The sender of report e-mails.
+    pub from: String,
+    /// Attempts per report and channel before it is marked failed and the admin alerted.
+    pub max_attempts: u32,
+    /// First retry pause; doubled per attempt up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +268,7 @@ impl Default for Config {
         Config {
             daemon: DaemonConfig {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+                shutdown_grace_s: DEFAULT_SHUTDOWN_GRACE_S,
             },
             ledger: LedgerConfig {
                 url: String::new(),
@@ -242,6 +292,16 @@ impl Default for Config {
             },
             web: WebConfig {
                 listen: DEFAULT_WEB_LISTEN.parse().expect("constant address"),
+                session_idle_minutes: 60,
+                records_hours: 12,
+            },
+            reports: ReportsConfig {
+                smtp: String::new(),
+                from: "smartdesk@localhost".into(),
+                // 5 s doubling to 1 h: 20 attempts span about 16 hours.
+                max_attempts: 20,
+                retry_initial_ms: 5_000,
+                retry_max_ms: 3_600_000,
             },
             log: LogConfig {
                 format: LogFormat::Human,
@@ -252,7 +312,17 @@ impl Default for Config {
             },
             hours: CalendarConfig::default(),
             acd: AcdSection::default(),
+            security: SecurityConfig::default(),
+            metrics: MetricsConfig {
+                listen: String::new(),
+                allow_non_loopback: false,
+            },
         }
+    }
+}
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Config::default().metrics
     }
 }
 impl Default for DaemonConfig {
@@ -278,6 +348,11 @@ impl Default for MediaConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         Config::default().web
+    }
+}
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Config::default().reports
     }
 }
 impl Default for LogConfig {
@@ -330,6 +405,9 @@ fn strip_origin(msg: &str) -> String {
 /// and the structs above in step (a key missing here would be reported as unknown).
 const SCHEMA: &[(&str, LeafCheck)] = &[
     ("daemon.data_dir", check::<PathBuf>),
+    ("daemon.shutdown_grace_s", check::<u64>),
+    ("metrics.listen", check::<String>),
+    ("metrics.allow_non_loopback", check::<bool>),
     ("ledger.url", check::<String>),
     ("ledger.max_connections", check::<u32>),
     ("sip.listen", check::<SocketAddr>),
@@ -345,6 +423,13 @@ const SCHEMA: &[(&str, LeafCheck)] = &[
     ("media.media_timeout_s", check::<u64>),
     ("media.prompts_dir", check::<PathBuf>),
     ("web.listen", check::<SocketAddr>),
+    ("web.session_idle_minutes", check::<u64>),
+    ("web.records_hours", check::<u64>),
+    ("reports.smtp", check::<String>),
+    ("reports.from", check::<String>),
+    ("reports.max_attempts", check::<u32>),
+    ("reports.retry_initial_ms", check::<u64>),
+    ("reports.retry_max_ms", check::<u64>),
     ("log.format", check::<LogFormat>),
     ("log.level", check::<String>),
     ("billing.auto_suspend_on_complaints", check::<bool>),
@@ -359,6 +444,7 @@ const SCHEMA: &[(&str, LeafCheck)] = &[
     ("acd.wrap_up_max_s", check::<u64>),
     ("acd.skill_fallback_s", check::<u64>),
     ("acd.recording_max_s", check::<u64>),
+    ("security", check::<SecurityConfig>),
 ];
 
 /// Where the configuration comes from.
@@ -494,6 +580,9 @@ impl Config {
                 message,
             })
         };
+        for (key, message) in self.security.problems() {
+            p(key, message);
+        }
         if self.media.rtp_port_min >= self.media.rtp_port_max {
             p(
                 "media.rtp_port_min",
@@ -565,10 +654,64 @@ impl Config {
                 format!("not a log filter: {:?}", self.log.level),
             );
         }
+        if self.web.session_idle_minutes == 0 {
+            p("web.session_idle_minutes", "must be at least 1".into());
+        }
+        if !self.reports.smtp.is_empty() && !self.reports.smtp.starts_with("smtp://") {
+            p(
+                "reports.smtp",
+                format!(
+                    "must be smtp://HOST:PORT (a relay; TLS onward is the relay's job): {:?}",
+                    self.reports.smtp
+                ),
+            );
+        }
+        if self.reports.from.parse::<lettre::Address>().is_err() {
+            p(
+                "reports.from",
+                format!("not an e-mail address: {:?}", self.reports.from),
+            );
+        }
+        if self.reports.max_attempts == 0 {
+            p("reports.max_attempts", "must be at least 1".into());
+        }
+        if self.reports.retry_initial_ms == 0
+            || self.reports.retry_max_ms < self.reports.retry_initial_ms
+        {
+            p(
+                "reports.retry_initial_ms",
+                "must be above 0 and not above reports.retry_max_ms".into(),
+            );
+        }
         for m in self.hours.validate() {
             p("hours", m);
         }
         self.acd.validate(&mut p);
+        if !self.metrics.listen.trim().is_empty() {
+            match self.metrics.listen_addr() {
+                None => p(
+                    "metrics.listen",
+                    format!(
+                        "not an IP:PORT address: {:?} (empty turns metrics off)",
+                        self.metrics.listen
+                    ),
+                ),
+                Some(a) if !a.ip().is_loopback() && !self.metrics.allow_non_loopback => p(
+                    "metrics.listen",
+                    format!(
+                        "{a} is not a loopback address; set metrics.allow_non_loopback = true \
+                         to expose metrics beyond this host"
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        if self.daemon.shutdown_grace_s > 3600 {
+            p(
+                "daemon.shutdown_grace_s",
+                "must be at most 3600 seconds".into(),
+            );
+        }
         out
     }
 

@@ -28,7 +28,8 @@ use crate::hours::Calendar;
 use crate::ledger::{Contractor, Ledger, NewCall, SuspensionRow};
 use crate::sip::b2bua::{Admission, AdmitRequest, Prompt};
 
-use super::Clock;
+use super::metrics::Metrics;
+use super::{Clock, Swap};
 
 /// How long a number's owner and contract are reused without asking the ledger.
 pub const OWNER_TTL: Duration = Duration::from_secs(1);
@@ -116,19 +117,28 @@ pub fn decide(owner: Option<&Owner>, at: DateTime<Utc>, calendar: &Calendar) -> 
 /// The admission worker's state.
 pub struct Admitter {
     ledger: Ledger,
-    calendar: Arc<Calendar>,
+    /// Swapped whole by a reload; each batch decides with one calendar.
+    calendar: Arc<Swap<Calendar>>,
     clock: Clock,
     cache: HashMap<String, (Instant, Option<Arc<Owner>>)>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Admitter {
-    pub fn new(ledger: Ledger, calendar: Arc<Calendar>, clock: Clock) -> Admitter {
+    pub fn new(ledger: Ledger, calendar: Arc<Swap<Calendar>>, clock: Clock) -> Admitter {
         Admitter {
             ledger,
             calendar,
             clock,
             cache: HashMap::new(),
+            metrics: None,
         }
+    }
+
+    /// Row-insert latency and failures go to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Admitter {
+        self.metrics = Some(metrics);
+        self
     }
 
     async fn owner(&mut self, number: &crate::number::E164) -> Result<Option<Arc<Owner>>, ()> {
@@ -175,6 +185,7 @@ impl Admitter {
     /// Decides and records one batch; one answer per request, in order.
     pub async fn admit(&mut self, batch: &[(u64, AdmitRequest)]) -> Vec<(u64, Admission)> {
         let at = self.clock.now();
+        let calendar = self.calendar.load();
         let mut plans = Vec::with_capacity(batch.len());
         let mut rows = Vec::new();
         for (call, req) in batch {
@@ -185,7 +196,7 @@ impl Admitter {
                     continue;
                 }
             };
-            let decision = decide(owner.as_deref(), at, &self.calendar);
+            let decision = decide(owner.as_deref(), at, &calendar);
             match decision {
                 Decision::Unassigned => {
                     tracing::info!(trunk = %req.trunk, "call to an unassigned number refused (404)");
@@ -210,7 +221,17 @@ impl Admitter {
                 }
             }
         }
-        let written = match self.ledger.insert_calls(&rows).await {
+        let started = Instant::now();
+        let written = self.ledger.insert_calls(&rows).await;
+        if let Some(m) = &self.metrics {
+            if !rows.is_empty() {
+                m.ledger_write.observe(started.elapsed());
+            }
+            if written.is_err() {
+                m.ledger_write_failed();
+            }
+        }
+        let written = match written {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(error = %e, calls = rows.len(), "call rows could not be written; answering 503");
@@ -302,7 +323,14 @@ pub const MAX_PENDING_UPDATES: usize = 100_000;
 
 /// Writes answered/finished updates in batches; on a ledger error keeps them and retries
 /// with a capped backoff, so a database outage delays the outcome, never the call.
-pub async fn run_updates(ledger: Ledger, mut rx: mpsc::Receiver<crate::ledger::CallUpdate>) {
+///
+/// When the core is gone (shutdown) the queue closes: what is pending is still written, and
+/// the task ends once it is (the edge bounds that wait).
+pub async fn run_updates(
+    ledger: Ledger,
+    mut rx: mpsc::Receiver<crate::ledger::CallUpdate>,
+    metrics: Option<Arc<Metrics>>,
+) {
     let mut pending: std::collections::VecDeque<crate::ledger::CallUpdate> =
         std::collections::VecDeque::new();
     let mut backoff = Duration::from_millis(100);
@@ -326,7 +354,15 @@ pub async fn run_updates(ledger: Ledger, mut rx: mpsc::Receiver<crate::ledger::C
         }
         let n = pending.len().min(MAX_BATCH);
         let batch: Vec<_> = pending.iter().take(n).cloned().collect();
-        match ledger.apply_call_updates(&batch).await {
+        let started = Instant::now();
+        let result = ledger.apply_call_updates(&batch).await;
+        if let Some(m) = &metrics {
+            m.ledger_write.observe(started.elapsed());
+            if result.is_err() {
+                m.ledger_write_failed();
+            }
+        }
+        match result {
             Ok(()) => {
                 pending.drain(..n);
                 backoff = Duration::from_millis(100);

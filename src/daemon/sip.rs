@@ -34,15 +34,18 @@ use chrono::{DateTime, Utc};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::Instant;
 
 use std::net::IpAddr;
 
 use super::admission::{self, Admitter};
 use super::media::{MediaEdge, MediaEvent};
+use super::metrics::Metrics;
+use super::notify;
 use super::prompts::Prompts;
-use super::requests::CoreRequest;
+use super::requests::{CoreRequest, CoreSnapshot, SeatView, TrunkView};
+use super::seat_feed::{self, SeatCalls};
 use super::{Clock, Daemon};
 use crate::config::{Profiles, SipConfig};
 use crate::ledger::{CallUpdate, NewQueueEvent, NewVoiceMessage};
@@ -304,7 +307,12 @@ pub fn advertised(cfg: &crate::config::Config) -> Result<SocketAddr, String> {
     }
 }
 
-/// Runs the SIP edge until aborted.
+/// How long a shutdown waits for the ledger writers to write what is queued.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs the SIP edge until `stop` fires (or the sockets fail), then stops the core and lets
+/// the ledger writers finish what is queued (bounded by [`FLUSH_TIMEOUT`]).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     d: Arc<Daemon>,
     local: SocketAddr,
@@ -312,8 +320,11 @@ pub(super) async fn run(
     udp: Option<UdpSocket>,
     tcp: Option<TcpListener>,
     requests: mpsc::Receiver<CoreRequest>,
+    stop: oneshot::Receiver<()>,
+    seat_feed: watch::Sender<SeatCalls>,
 ) {
     let cfg = &d.config;
+    let profiles = d.profiles.load();
     let layer = layer_config(&cfg.sip);
     let b2bua = B2bua::new(B2buaConfig {
         local,
@@ -323,19 +334,19 @@ pub(super) async fn run(
         codecs: vec![Codec::Pcmu, Codec::Pcma],
         acd: cfg.acd.rules(),
         recording_max: Duration::from_secs(cfg.acd.recording_max_s),
-        trunks: d.profiles.trunks.clone(),
-        seat_domain: d.profiles.seats.realm.clone(),
+        trunks: profiles.trunks.clone(),
+        seat_domain: profiles.seats.realm.clone(),
         max_calls: MAX_CALLS,
         timers: layer.timers,
     })
     .map_err(|e| e.to_string());
-    let registry = registry_config(&d.profiles, &cfg.sip).and_then(|cfg| {
+    let registry = registry_config(&profiles, &cfg.sip).and_then(|cfg| {
         SeatRegistry::new(cfg, ServerSecret::generate()).map_err(|e| e.to_string())
     });
     let endpoint = registry.and_then(|registry| {
         let b2bua = b2bua?;
         Endpoint::new(layer, rand::random(), registry)
-            .map(|e| e.with_b2bua(b2bua))
+            .map(|e| e.with_b2bua(b2bua).with_guard(cfg.security.guard()))
             .map_err(|e| e.to_string())
     });
     let mut endpoint = match endpoint {
@@ -352,9 +363,14 @@ pub(super) async fn run(
     let (admitted_tx, admitted_rx) = mpsc::channel(ADMIT_QUEUE);
     let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
     let (media_tx, media_rx) = mpsc::channel(MEDIA_EVENTS);
-    let admitter = Admitter::new(d.ledger.clone(), d.calendar.clone(), d.clock);
+    let admitter = Admitter::new(d.ledger.clone(), d.calendar.clone(), d.clock)
+        .with_metrics(d.metrics.clone());
     let admission = tokio::spawn(admission::run(admitter, admit_rx, admitted_tx));
-    let updates = tokio::spawn(admission::run_updates(d.ledger.clone(), update_rx));
+    let updates = tokio::spawn(admission::run_updates(
+        d.ledger.clone(),
+        update_rx,
+        Some(d.metrics.clone()),
+    ));
     let udp = udp.map(Arc::new);
     let (tx, rx) = mpsc::channel(CORE_QUEUE);
     let (effects_tx, effects_rx) = mpsc::channel(EFFECT_QUEUE);
@@ -364,6 +380,7 @@ pub(super) async fn run(
         effects_rx,
         tx.clone(),
     ));
+    let (core_stop_tx, core_stop) = oneshot::channel();
     let core = tokio::spawn(core_task(
         Core {
             endpoint,
@@ -379,16 +396,19 @@ pub(super) async fn run(
             recordings_dir: cfg.daemon.data_dir.join("recordings"),
             recordings: HashMap::new(),
             day: tokyo_day(d.clock),
+            metrics: d.metrics.clone(),
+            seat_feed,
         },
         rx,
         admitted_rx,
         media_rx,
         requests,
         udp.clone(),
+        core_stop,
     ));
     let refresh = tokio::spawn(refresh_credentials(
         d.ledger.clone(),
-        d.profiles.seats.realm.clone(),
+        profiles.seats.realm.clone(),
         tx.clone(),
     ));
     let udp_task = {
@@ -406,12 +426,31 @@ pub(super) async fn run(
             None => std::future::pending().await,
         }
     };
-    tokio::join!(udp_task, tcp_task);
+    tokio::select! {
+        _ = async { tokio::join!(udp_task, tcp_task) } => {
+            tracing::error!("SIP sockets failed");
+        }
+        _ = stop => {}
+    }
+    // The sockets are closed (their tasks dropped with the select). Stop the core: dropping
+    // it closes the writers' queues, and each writer ends once it has written what was
+    // queued. Nothing is aborted while it may still hold a call row or an outcome.
     refresh.abort();
-    core.abort();
-    writer.abort();
-    admission.abort();
-    updates.abort();
+    let _ = core_stop_tx.send(());
+    if core.await.is_err() {
+        tracing::error!("the call core panicked");
+    }
+    let flush = async {
+        let _ = admission.await;
+        let _ = updates.await;
+        let _ = writer.await;
+    };
+    if tokio::time::timeout(FLUSH_TIMEOUT, flush).await.is_err() {
+        tracing::error!(
+            timeout_s = FLUSH_TIMEOUT.as_secs(),
+            "ledger writes still pending at shutdown; the next start closes the calls they concern"
+        );
+    }
 }
 
 /// Reloads seat credentials every [`CREDENTIAL_REFRESH`] and hands them to the core.
@@ -484,9 +523,8 @@ async fn ledger_writer(
                 }
             }
         }
-        if core.send(Inbound::EffectsDone(seq)).await.is_err() {
-            return;
-        }
+        // After a shutdown stopped the core nobody waits for this, but the writes still count.
+        let _ = core.send(Inbound::EffectsDone(seq)).await;
     }
 }
 
@@ -509,6 +547,9 @@ struct Core {
     recordings: HashMap<u64, i64>,
     /// The Tokyo date "calls handled today" counts for.
     day: chrono::NaiveDate,
+    metrics: Arc<Metrics>,
+    /// What each seat has on its line, for the operator console.
+    seat_feed: watch::Sender<SeatCalls>,
 }
 
 fn tokyo_day(clock: Clock) -> chrono::NaiveDate {
@@ -546,11 +587,21 @@ impl Core {
                             .handle_admission(now, call, Admission::Unavailable);
                     }
                 }
-                CallEffect::Answered { row, seat_id, .. } => self.update(CallUpdate::Answered {
-                    id: row,
-                    seat_id,
-                    at: self.clock.now(),
-                }),
+                CallEffect::Answered { row, seat_id, .. } => {
+                    let at = self.clock.now();
+                    seat_feed::answered(&self.seat_feed, seat_id, row, at);
+                    self.update(CallUpdate::Answered {
+                        id: row,
+                        seat_id,
+                        at,
+                    })
+                }
+                CallEffect::SeatOffered { row, seat_id, .. } => {
+                    seat_feed::offered(&self.seat_feed, seat_id, row, self.clock.now())
+                }
+                CallEffect::SeatReleased { row, seat_id, .. } => {
+                    seat_feed::released(&self.seat_feed, seat_id, row, self.clock.now())
+                }
                 CallEffect::Finished {
                     row,
                     outcome,
@@ -626,6 +677,84 @@ impl Core {
                 })),
             }
         }
+        while let Some(ended) = self.endpoint.poll_ended_call() {
+            self.call_ended(now, &ended);
+        }
+    }
+
+    /// One line per call at its end with the key facts, and the call's metrics. No caller
+    /// number: the row id leads to it in the ledger for those allowed to see it.
+    fn call_ended(&self, now: std::time::Instant, c: &crate::sip::b2bua::CallSummary) {
+        let duration = now.saturating_duration_since(c.started);
+        let wait = c
+            .answered_at
+            .map(|a| a.saturating_duration_since(c.started));
+        let talk = c.answered_at.map(|a| now.saturating_duration_since(a));
+        let outcome = if c.row.is_some() {
+            c.outcome
+        } else {
+            "not_recorded"
+        };
+        self.metrics.call_ended(outcome);
+        if let Some(w) = wait {
+            self.metrics.queue_wait.observe(w);
+        }
+        let secs = |d: Duration| d.as_millis() as f64 / 1000.0;
+        tracing::info!(
+            call = c.row,
+            trunk = %c.trunk,
+            contractor = c.contractor_id,
+            seat = c.seat_id,
+            outcome,
+            duration_s = secs(duration),
+            wait_s = wait.map(secs),
+            talk_s = talk.map(secs),
+            "call ended"
+        );
+    }
+
+    fn snapshot(&self, now: std::time::Instant) -> CoreSnapshot {
+        let Some(b) = self.endpoint.b2bua() else {
+            return CoreSnapshot::default();
+        };
+        let acd = b.acd().snapshot(now);
+        let seats = acd
+            .seats
+            .into_iter()
+            .map(|s| SeatView {
+                id: s.seat_id,
+                name: s.name,
+                state: s.state.name(),
+                reason: match s.state {
+                    crate::acd::SeatState::Paused { reason } => Some(reason),
+                    _ => None,
+                },
+                in_state_s: s.in_state_ms / 1000,
+            })
+            .collect();
+        let trunks = b
+            .trunks_seen(now)
+            .into_iter()
+            .map(|(t, ago)| TrunkView {
+                name: t.name,
+                sources: t.sources.iter().map(ToString::to_string).collect(),
+                last_options_s: ago.map(|d| d.as_secs()),
+            })
+            .collect();
+        CoreSnapshot {
+            calls: b.live_calls(now),
+            seats,
+            trunks,
+            queue_depth: acd.waiting.len(),
+            stats: b.stats(),
+            sip: self.endpoint.counters(),
+            auth_failures: self.endpoint.registry().auth_failures(),
+            draining: b.is_draining(),
+            calls_unfinished: b.calls_unfinished(),
+            requests_outstanding: b.requests_outstanding(),
+            transactions: self.endpoint.transactions(),
+            registration_writes_dropped: self.registrations_dropped,
+        }
     }
 
     /// Answers a request from another task at once (see [`super::requests`]). A requester
@@ -642,8 +771,49 @@ impl Core {
             CoreRequest::Seat(command, reply) => {
                 let _ = reply.send(self.endpoint.seat_command(now, command));
             }
-            CoreRequest::WrapUpDone { seat_id, reply } => {
-                let _ = reply.send(self.endpoint.wrap_up_done(now, seat_id));
+            CoreRequest::RecordSubmitted {
+                seat,
+                call_row,
+                reply,
+            } => {
+                let _ = reply.send(self.endpoint.record_submitted(now, seat, call_row));
+            }
+            CoreRequest::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot(now));
+            }
+            CoreRequest::Hangup { id, reply } => {
+                let call = self.endpoint.b2bua().and_then(|b| b.call_by_row(id));
+                let r = match call {
+                    Some(call) => self.endpoint.hang_up(now, call),
+                    None => Err(crate::sip::b2bua::HangupError::NotFound),
+                };
+                if r.is_ok() {
+                    tracing::info!(call = id, "call hung up by an admin");
+                }
+                let _ = reply.send(r);
+            }
+            CoreRequest::Drain(reply) => {
+                if let Some(b) = self.endpoint.b2bua_mut() {
+                    b.set_draining(true);
+                }
+                let _ = reply.send(());
+            }
+            CoreRequest::HangupAll(reply) => {
+                let _ = reply.send(self.endpoint.hang_up_all(now));
+            }
+            CoreRequest::Reload(r, reply) => {
+                let r = *r;
+                let result = self
+                    .endpoint
+                    .registry_mut()
+                    .set_policy(&r.registry)
+                    .map(|()| {
+                        if let Some(b) = self.endpoint.b2bua_mut() {
+                            b.set_trunks(r.trunks);
+                        }
+                        self.prompts = r.prompts;
+                    });
+                let _ = reply.send(result);
             }
         }
     }
@@ -705,6 +875,9 @@ impl Core {
     }
 }
 
+/// The call core's loop. It also sends systemd's WATCHDOG=1: a wedged core (a loop turn
+/// that never ends) stops the pings and systemd restarts the daemon. An idle core wakes for
+/// the ping through its timer.
 async fn core_task(
     mut core: Core,
     mut rx: mpsc::Receiver<Inbound>,
@@ -712,7 +885,10 @@ async fn core_task(
     mut media_events: mpsc::Receiver<MediaEvent>,
     mut requests: mpsc::Receiver<CoreRequest>,
     udp: Option<Arc<UdpSocket>>,
+    mut stop: oneshot::Receiver<()>,
 ) {
+    let watchdog = notify::watchdog_interval();
+    let mut next_ping = watchdog.map(|_| Instant::now());
     enum Input {
         Net(Inbound),
         Admitted(u64, Admission),
@@ -722,8 +898,19 @@ async fn core_task(
     }
     let mut writers: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
     loop {
+        if let (Some(iv), Some(at)) = (watchdog, next_ping) {
+            if Instant::now() >= at {
+                notify::notify("WATCHDOG=1");
+                next_ping = Some(Instant::now() + iv);
+            }
+        }
         let deadline = core.endpoint.poll_timeout().map(Instant::from_std);
+        let deadline = match (deadline, next_ping) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
         let input = tokio::select! {
+            _ = &mut stop => return,
             input = rx.recv() => match input {
                 Some(i) => Input::Net(i),
                 None => return,
@@ -749,7 +936,11 @@ async fn core_task(
                     MediaEvent::Timeout { call } => (call, MediaNotice::Timeout),
                     MediaEvent::PlayFinished { call, .. } => (call, MediaNotice::PlayFinished),
                     MediaEvent::FaxTone { call } => (call, MediaNotice::FaxTone),
-                    MediaEvent::Stopped { call, .. } => (call, MediaNotice::Stopped),
+                    MediaEvent::Stopped { call, a, b } => {
+                        core.metrics
+                            .rtp(a.packets_out + b.packets_out, a.lost + b.lost);
+                        (call, MediaNotice::Stopped)
+                    }
                 };
                 if notice == MediaNotice::Stopped {
                     // Also a call task that ended by itself (a caught panic): drop its handle.

@@ -309,6 +309,25 @@ impl Ledger {
         Ok(rows)
     }
 
+    /// All calls and the billable ones started in `[from, to)` (`status`: today's counts).
+    pub async fn call_totals(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(i64, i64), LedgerError> {
+        let row: (i64, Option<i64>) = on_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT COUNT(*), SUM(CASE WHEN billable THEN 1 ELSE 0 END) FROM calls
+                 WHERE started_at >= $1 AND started_at < $2",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_one(p)
+            .await?
+        });
+        Ok((row.0, row.1.unwrap_or(0)))
+    }
+
     /// Billable calls of one contractor in `[from, to)`, by outcome (SPEC §3, §5).
     pub async fn billable_counts(
         &self,

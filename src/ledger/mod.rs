@@ -14,6 +14,7 @@ mod contractors;
 mod queue;
 mod records;
 mod registrations;
+mod reports;
 mod seats;
 
 use std::str::FromStr;
@@ -30,7 +31,10 @@ pub use contractors::{
     SuspensionRow,
 };
 pub use queue::{NewQueueEvent, NewVoiceMessage, QueueEventRow, VoiceMessage};
-pub use records::{NewFirstResponse, CATEGORIES};
+pub use records::{EarlierCall, NewFirstResponse, RecordFilter, RecordView, CATEGORIES};
+pub use reports::{
+    idempotency_key, NewChannel, OutboxCounts, OutboxRow, ReportChannel, CHANNEL_KINDS,
+};
 pub use seats::{NewSeat, Seat};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

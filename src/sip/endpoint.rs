@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::b2bua::{Admission, B2bua, CallEffect, MediaNotice, SeatLocator, SeatTarget};
+use super::counters::SipCounters;
+use super::guard::{Guard, GuardConfig, RequestClass, Verdict};
 use super::message::{
     parse_datagram, stateless_error_response, uas_precheck, Frame, Message, MessageError,
     Method as SipMethod,
@@ -373,6 +375,9 @@ pub struct Endpoint {
     hold_until: Option<u64>,
     /// REGISTER answers waiting for their ledger writes: `(effect number, transaction, answer)`.
     held: Vec<(u64, TsxKey, Message)>,
+    /// Scanner drops, per-source rate limits and bans, before the transaction layer.
+    guard: Guard,
+    counters: SipCounters,
 }
 
 /// The call path's view of the registrar: every seat with a reachable binding, through its
@@ -429,7 +434,25 @@ impl Endpoint {
             inbound_src: None,
             hold_until: None,
             held: Vec::new(),
+            guard: Guard::new(GuardConfig::default()),
+            counters: SipCounters::default(),
         })
+    }
+
+    /// Replaces the guard's limits (config `[security]`); its per-source state starts afresh.
+    pub fn with_guard(mut self, config: GuardConfig) -> Endpoint {
+        self.guard = Guard::new(config);
+        self
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    fn is_trunk(&self, ip: IpAddr) -> bool {
+        self.b2bua
+            .as_ref()
+            .is_some_and(|b| b.trunk_for(ip).is_some())
     }
 
     /// Ties the monotonic clock to wall time: at `at` it was `unix` since the epoch. The edge
@@ -509,11 +532,12 @@ impl Endpoint {
         }
     }
 
-    /// The seat's first-response record was submitted: its wrap-up ends.
-    pub fn wrap_up_done(&mut self, now: Instant, seat_id: i64) -> bool {
+    /// The seat's first-response record of call row `row` was submitted: its wrap-up ends
+    /// (see [`B2bua::record_submitted`]).
+    pub fn record_submitted(&mut self, now: Instant, seat_id: i64, row: i64) -> bool {
         self.b2bua
             .as_mut()
-            .is_some_and(|b| b.wrap_up_done(&mut self.io, now, seat_id))
+            .is_some_and(|b| b.record_submitted(&mut self.io, now, seat_id, row))
     }
 
     /// Waiting callers and seat states.
@@ -557,6 +581,9 @@ impl Endpoint {
 
     /// One UDP datagram from `src` (RFC 3261 §18.3: one datagram, one message).
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, bytes: &[u8]) {
+        if self.guard.is_banned(src.ip(), now) {
+            return;
+        }
         let peer = self.io.peers.peer(Destination::Udp(src));
         match parse_datagram(bytes) {
             Ok(m) => self.handle_message(now, peer, src, m, Reliability::Unreliable),
@@ -576,6 +603,9 @@ impl Endpoint {
         src: SocketAddr,
         frame: Result<Frame, MessageError>,
     ) {
+        if self.guard.is_banned(src.ip(), now) {
+            return;
+        }
         let peer = self.io.peers.peer(Destination::Stream(conn));
         match frame {
             Ok(Frame::Message(m)) => self.handle_message(now, peer, src, *m, Reliability::Reliable),
@@ -612,6 +642,7 @@ impl Endpoint {
             let t = self.io.layer.poll_transmit()?;
             match self.io.peers.destination(t.to) {
                 Some(to) => {
+                    self.counters.outbound.count(&t.bytes);
                     return Some(Outbound { to, bytes: t.bytes });
                 }
                 None => tracing::debug!("dropping a transmit to an evicted IPv6 peer"),
@@ -637,6 +668,36 @@ impl Endpoint {
         self.io.layer.len()
     }
 
+    /// SIP traffic so far (metrics).
+    pub fn counters(&self) -> SipCounters {
+        self.counters
+    }
+
+    /// The call path, for reads and for changes that send nothing (drain, trunk reload).
+    pub fn b2bua_mut(&mut self) -> Option<&mut B2bua> {
+        self.b2bua.as_mut()
+    }
+
+    /// An admin ends call `id` (see [`B2bua::hang_up`]).
+    pub fn hang_up(&mut self, now: Instant, id: u64) -> Result<(), super::b2bua::HangupError> {
+        match self.b2bua.as_mut() {
+            Some(b) => b.hang_up(&mut self.io, now, id),
+            None => Err(super::b2bua::HangupError::NotFound),
+        }
+    }
+
+    /// Ends every call that can be ended now (grace period over); returns how many remain.
+    pub fn hang_up_all(&mut self, now: Instant) -> usize {
+        self.b2bua
+            .as_mut()
+            .map_or(0, |b| b.hang_up_all(&mut self.io, now))
+    }
+
+    /// The next ended call's summary (see [`B2bua::poll_ended`]).
+    pub fn poll_ended_call(&mut self) -> Option<super::b2bua::CallSummary> {
+        self.b2bua.as_mut()?.poll_ended()
+    }
+
     fn handle_message(
         &mut self,
         now: Instant,
@@ -645,6 +706,26 @@ impl Endpoint {
         m: Message,
         reliability: Reliability,
     ) {
+        match (m.method(), m.status()) {
+            (Some(method), _) => self.counters.inbound.count_request(method.as_str()),
+            (None, Some(status)) => self.counters.inbound.count_status(status),
+            _ => {}
+        }
+        if m.is_request() {
+            let class = match m.method() {
+                Some(SipMethod::Invite) if m.to_tag().is_none() => RequestClass::Initial,
+                Some(SipMethod::Options) => RequestClass::Initial,
+                Some(SipMethod::Register) => RequestClass::Register,
+                _ => RequestClass::Other,
+            };
+            let trunk = self.is_trunk(src.ip());
+            let (verdict, _ban) =
+                self.guard
+                    .check(src.ip(), trunk, now, class, m.header("User-Agent"));
+            if verdict != Verdict::Pass {
+                return;
+            }
+        }
         let m = if m.is_request() {
             match m.with_received(src) {
                 Ok(m) => m,
@@ -749,6 +830,7 @@ impl Endpoint {
                     }
                 }
                 TsxEvent::Timeout { key, .. } | TsxEvent::TransportError { key } => {
+                    self.counters.timeouts += 1;
                     if let Some(b) = self.b2bua.as_mut() {
                         b.on_client_failure(&mut self.io, now, &key);
                     }
@@ -822,6 +904,9 @@ impl Endpoint {
         }
         match method {
             SipMethod::Options => {
+                if let (Some(b), Some(src)) = (self.b2bua.as_mut(), self.inbound_src) {
+                    b.note_options(src.ip(), now);
+                }
                 let ok = Message::response_to(request, 200, "OK").with_to_tag(&tag);
                 // §11.2; carriers use OPTIONS as keep-alive. No Server header: a version
                 // string only helps an attacker pick exploits.
@@ -846,6 +931,10 @@ impl Endpoint {
                 };
                 let before = self.registry.effects_emitted();
                 let response = self.registry.handle_register(unix, request, src, dest);
+                if self.registry.take_auth_failure() {
+                    let trunk = self.is_trunk(src.ip());
+                    self.guard.auth_failed(src.ip(), trunk, now);
+                }
                 if let Some(b) = self.b2bua.as_mut() {
                     b.sync_seats(&mut self.io, now, &self.registry);
                 }
@@ -877,6 +966,7 @@ impl Endpoint {
         raw: &[u8],
         error: &MessageError,
     ) {
+        self.counters.malformed += 1;
         let kind = if error.status().is_some() {
             Malformed::Request
         } else {

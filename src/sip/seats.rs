@@ -235,6 +235,12 @@ pub struct SeatRegistry {
     effects: VecDeque<RegistryEffect>,
     /// Effects queued since start: the n-th effect polled is number n.
     emitted: u64,
+    /// Set when a REGISTER carried credentials that did not verify; taken by the endpoint's
+    /// guard (brute-force bans).
+    auth_failed: bool,
+    /// Refused digest credentials so far (metrics), and the security log's rate limit.
+    auth_failures: u64,
+    security_log: crate::sip::security::Budget,
 }
 
 impl SeatRegistry {
@@ -276,7 +282,15 @@ impl SeatRegistry {
             bindings: BTreeMap::new(),
             effects: VecDeque::new(),
             emitted: 0,
+            auth_failed: false,
+            auth_failures: 0,
+            security_log: Default::default(),
         }
+    }
+
+    /// Did the last REGISTER carry credentials that failed? Resets the flag.
+    pub fn take_auth_failure(&mut self) -> bool {
+        std::mem::take(&mut self.auth_failed)
     }
 
     pub fn realm(&self) -> &str {
@@ -368,6 +382,10 @@ impl SeatRegistry {
                 // The peer address, never the claimed user name: logs must not become an
                 // oracle for which names exist.
                 tracing::debug!(peer = %source, ?reason, "REGISTER authentication refused");
+                self.auth_failed = true;
+                self.auth_failures += 1;
+                self.security_log
+                    .event(now, crate::sip::security::AUTH_FAILURE, source.ip());
                 return Err(Box::new(self.challenge(request, now, false)));
             }
         };
@@ -634,7 +652,10 @@ impl SeatRegistry {
                 ))
             })
             .collect();
-        out.sort_by_key(|c| std::cmp::Reverse(c.0));
+        // Preferred first (q), then the binding refreshed last (latest expiry): a phone that
+        // moved (new address, new Call-ID) is reached at its new contact at once instead of
+        // at the stale one until that expires.
+        out.sort_by_key(|c| std::cmp::Reverse((c.0, c.1.expires_at)));
         out.into_iter().map(|(_, c)| c).collect()
     }
 
@@ -646,6 +667,33 @@ impl SeatRegistry {
                 .find(|e| e.dest.is_some())
                 .map(|e| (e.seat_id, name.as_str()))
         })
+    }
+
+    /// REGISTERs refused for wrong credentials since start.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures
+    }
+
+    /// New expiry bounds, accepted AOR hosts and digest algorithms (a profile reload).
+    /// The realm cannot change: the stored HA1s are bound to it.
+    pub fn set_policy(&mut self, config: &RegistryConfig) -> Result<(), String> {
+        if config.realm != self.realm() {
+            return Err(format!(
+                "seats.realm: cannot change from {:?} to {:?} without a restart \
+                 (seat passwords are stored for the realm)",
+                self.realm(),
+                config.realm
+            ));
+        }
+        self.registrar = Registrar::new(&self.domain, config.bounds);
+        self.verifier.set_algorithms(&config.algorithms);
+        self.aor_hosts = config
+            .aor_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        Ok(())
     }
 
     /// All bindings held, reachable or not (for status and tests).

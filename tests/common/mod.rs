@@ -133,4 +133,6 @@ macro_rules! e2e_both {
         }
     };
 }
+pub mod audio;
+pub mod calls;
 pub mod peers;

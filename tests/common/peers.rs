@@ -20,11 +20,10 @@ impl Proc {
         self.child.id()
     }
 
-    /// SIGKILL now and reap.
+    /// SIGKILL now and reap. Through `Child::kill`, which never signals a child already
+    /// reaped (its pid may belong to another process by then).
     pub fn kill9(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.child.id().to_string()])
-            .status();
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
@@ -192,6 +191,12 @@ impl Daemon {
 
     /// Starts `serve` with the clock at `clock` and waits until it answers OPTIONS.
     pub fn start(&mut self, env: &Env, clock: &str) {
+        self.start_with(env, clock, &[]);
+    }
+
+    /// [`Self::start`] with extra environment variables for the daemon (they win over the
+    /// defaults, e.g. `SMARTDESK_LOG`).
+    pub fn start_with(&mut self, env: &Env, clock: &str, vars: &[(&str, &str)]) {
         self.clock = Some(clock.to_owned());
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -202,6 +207,9 @@ impl Daemon {
             .command(&["--config", self.config.to_str().expect("path"), "serve"])
             .args(["--clock", clock])
             .env("SMARTDESK_LOG", "info,smartdesk=debug")
+            // SIGTERM lets calls finish for this long (production: 30 s); `stop` waits 10 s.
+            .env("SMARTDESK__DAEMON__SHUTDOWN_GRACE_S", "3")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

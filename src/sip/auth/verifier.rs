@@ -114,6 +114,12 @@ impl Verifier {
     /// An empty list or duplicates are ignored (the default order is kept / the first kept),
     /// so a challenge always offers at least one algorithm.
     pub fn with_algorithms(mut self, algorithms: &[Algorithm]) -> Verifier {
+        self.set_algorithms(algorithms);
+        self
+    }
+
+    /// [`Self::with_algorithms`] in place (a profile reload).
+    pub fn set_algorithms(&mut self, algorithms: &[Algorithm]) {
         let mut list: Vec<Algorithm> = Vec::new();
         for a in algorithms {
             if !list.contains(a) {
@@ -123,7 +129,6 @@ impl Verifier {
         if !list.is_empty() {
             self.algorithms = list;
         }
-        self
     }
 
     /// The algorithms offered, in challenge order.

@@ -35,6 +35,7 @@
 //! target, as SBC-facing B2BUAs do (Asterisk `force_rport`/`comedia`): both peers may be
 //! behind NAT, and the trunk ACL names the carrier's addresses anyway.
 
+pub mod ops;
 pub mod wire;
 
 use std::cmp::Reverse;
@@ -56,6 +57,7 @@ use crate::sip::transaction::{
     PeerId, TimerConfig, TsxKey, Uas2xxEvent, Uas2xxRetransmitter, Uas2xxState,
 };
 
+pub use ops::{CallSummary, HangupError, LiveCall, DRAIN_RETRY_AFTER_SECS};
 use wire::{quote_display, uri_of, uri_user, RequestSpec, BRANCH_PREFIX};
 
 /// Retry-After (seconds) on the 503 sent when the call row cannot be written: long enough
@@ -114,12 +116,32 @@ pub trait SeatLocator {
     }
 }
 
-/// An operator's command on a seat (`smartdesk seat pause|resume|reset`).
+/// An operator's command on a seat: `smartdesk seat pause|resume|reset` (by name) or the
+/// operator console's pause/resume buttons (by id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeatCommand {
-    Pause { seat: String, reason: String },
-    Resume { seat: String },
-    Reset { seat: String },
+    Pause { seat: SeatRef, reason: String },
+    Resume { seat: SeatRef },
+    Reset { seat: SeatRef },
+}
+
+/// A seat named by an admin (its name) or known to the console (its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatRef {
+    Name(String),
+    Id(i64),
+}
+
+impl From<&str> for SeatRef {
+    fn from(name: &str) -> SeatRef {
+        SeatRef::Name(name.to_owned())
+    }
+}
+
+impl From<String> for SeatRef {
+    fn from(name: String) -> SeatRef {
+        SeatRef::Name(name)
+    }
 }
 
 /// What the edge needs to admit a call: look up the number, apply the contract rules and
@@ -239,6 +261,19 @@ pub enum CallEffect {
         row: i64,
         contractor: i64,
         kind: QueueEventKind,
+    },
+    /// A seat is being rung for this call (the operator console shows the call).
+    SeatOffered {
+        call: u64,
+        row: i64,
+        seat_id: i64,
+    },
+    /// The seat is no longer on this call: it stopped ringing (moved on, caller gave up) or
+    /// the answered call ended. `Answered` in between means the operator took it.
+    SeatReleased {
+        call: u64,
+        row: i64,
+        seat_id: i64,
     },
 }
 
@@ -376,6 +411,10 @@ struct Call {
     /// Last ACK sent to each side, resent when its 2xx is retransmitted.
     last_ack: [Option<(u32, Arc<[u8]>)>; 2],
     reinvite: Option<ReInvite>,
+    /// When the carrier's INVITE arrived and when a seat answered (for status and metrics).
+    started: Instant,
+    answered_at: Option<Instant>,
+    trunk: String,
 }
 
 impl Call {
@@ -403,6 +442,8 @@ pub struct B2buaStats {
     pub calls: usize,
     pub refused_acl: u64,
     pub unknown_number: u64,
+    /// INVITEs answered 503 because the daemon is shutting down.
+    pub refused_draining: u64,
 }
 
 /// The call table and its rules.
@@ -427,6 +468,16 @@ pub struct B2bua {
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     effects: VecDeque<CallEffect>,
     stats: B2buaStats,
+    /// Shutting down: new calls are refused (see [`ops`]).
+    draining: bool,
+    /// Trunk name → when an OPTIONS from one of its addresses was last answered.
+    trunk_seen: HashMap<String, Instant>,
+    /// One summary per call that ended, until the edge polls it.
+    ended: VecDeque<CallSummary>,
+    /// Seat → the call row it last answered (whose record ends its wrap-up). One per seat.
+    answered_rows: HashMap<i64, i64>,
+    /// Seat → the row of its running call whose record came in before the call ended.
+    records_early: HashMap<i64, i64>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -479,6 +530,11 @@ impl B2bua {
             deadlines: BinaryHeap::new(),
             effects: VecDeque::new(),
             stats: B2buaStats::default(),
+            draining: false,
+            trunk_seen: HashMap::new(),
+            ended: VecDeque::new(),
+            answered_rows: HashMap::new(),
+            records_early: HashMap::new(),
         })
     }
 
@@ -540,10 +596,14 @@ impl B2bua {
         let Some(trunk) = self.trunk_for(src.ip()).cloned() else {
             self.stats.refused_acl += 1;
             io.log_limited(now, "refused", || {
-                tracing::warn!(peer = %src, "INVITE from an address of no configured trunk refused (403)")
+                crate::sip::security::event(crate::sip::security::ACL_REJECT, src.ip())
             });
             return reply(io, 403, "Forbidden");
         };
+        if self.draining {
+            self.stats.refused_draining += 1;
+            return ops::refuse_draining(io, now, key, req);
+        }
         if req.max_forwards() == Some(0) {
             return reply(io, 483, "Too Many Hops");
         }
@@ -683,6 +743,9 @@ impl B2bua {
                 ack_owed: None,
                 last_ack: [None, None],
                 reinvite: None,
+                started: now,
+                answered_at: None,
+                trunk: trunk.name.clone(),
             },
         );
         self.by_a.insert(a_key, id);
@@ -765,6 +828,15 @@ impl B2bua {
                 call.contractor = Some((contractor_id, name, greeting));
                 if call.cancelled {
                     self.finish(id, "abandoned");
+                    self.remove_if_done(id);
+                    return;
+                }
+                if call.a_offer.as_ref().is_some_and(is_fax_only) {
+                    // A fax machine offering T.38 straight away: never ring an operator.
+                    // Counted (the row is written) and refused, outcome fax (SPEC §3).
+                    call.outcome = Some("fax");
+                    self.fail_a(io, now, id, 488, "Not Acceptable Here", &[]);
+                    self.finish(id, "fax");
                     self.remove_if_done(id);
                     return;
                 }
@@ -1026,6 +1098,13 @@ impl B2bua {
         });
         self.by_b.insert(call_id, id);
         self.client.insert(tsx, (id, Purpose::BInvite));
+        if let Some(row) = call.row {
+            self.effects.push_back(CallEffect::SeatOffered {
+                call: id,
+                row,
+                seat_id: target.seat_id,
+            });
+        }
         true
     }
 
@@ -1167,6 +1246,7 @@ impl B2bua {
                 call.dying.push(b);
             }
         }
+        self.seat_released(id, seat);
     }
 
     /// Overflow (issue #6 §4): the caller is answered, hears the message prompt ending with
@@ -1306,10 +1386,23 @@ impl B2bua {
         command: SeatCommand,
     ) -> Result<(), crate::acd::AcdError> {
         self.sync_seats(io, now, seats);
+        let name = |acd: &Acd, seat: &SeatRef| match seat {
+            SeatRef::Name(n) => Ok(n.clone()),
+            SeatRef::Id(id) => acd
+                .seat_name(*id)
+                .map(str::to_owned)
+                .ok_or_else(|| crate::acd::AcdError::UnknownSeat(format!("#{id}"))),
+        };
         let r = match &command {
-            SeatCommand::Pause { seat, reason } => self.acd.pause(now, seat, reason),
-            SeatCommand::Resume { seat } => self.acd.resume(now, seat),
-            SeatCommand::Reset { seat } => self.acd.reset(now, seat),
+            SeatCommand::Pause { seat, reason } => {
+                name(&self.acd, seat).and_then(|n| self.acd.pause(now, &n, reason))
+            }
+            SeatCommand::Resume { seat } => {
+                name(&self.acd, seat).and_then(|n| self.acd.resume(now, &n))
+            }
+            SeatCommand::Reset { seat } => {
+                name(&self.acd, seat).and_then(|n| self.acd.reset(now, &n))
+            }
         };
         if r.is_ok() {
             if matches!(command, SeatCommand::Reset { .. }) {
@@ -1321,10 +1414,29 @@ impl B2bua {
     }
 
     /// The operator of `seat` submitted the call's first-response record: wrap-up ends.
-    pub fn wrap_up_done(&mut self, io: &mut Io, now: Instant, seat: i64) -> bool {
-        let done = self.acd.wrap_up_done(now, seat);
-        self.apply_acd(io, now);
-        done
+    /// The operator of `seat` submitted the first-response record of call row `row` (the
+    /// console). Only a record for the call the seat last answered counts: submitted during
+    /// that call's wrap-up, it ends the wrap-up; submitted while the call still runs, no
+    /// wrap-up follows it. A record for an older call (a correction) changes nothing.
+    /// Answers whether it was applied.
+    pub fn record_submitted(&mut self, io: &mut Io, now: Instant, seat: i64, row: i64) -> bool {
+        if self.answered_rows.get(&seat) != Some(&row) {
+            return false;
+        }
+        match self.acd.seat_state(seat) {
+            Some(crate::acd::SeatState::WrapUp) => {
+                let done = self.acd.wrap_up_done(now, seat);
+                self.apply_acd(io, now);
+                done
+            }
+            Some(crate::acd::SeatState::OnCall { call })
+                if self.calls.get(&call).and_then(|c| c.row) == Some(row) =>
+            {
+                self.records_early.insert(seat, row);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// "Calls handled today" starts again (the edge calls this at Tokyo midnight).
@@ -1459,6 +1571,10 @@ impl B2bua {
         match purpose {
             Purpose::BInvite => self.on_b_invite_response(io, now, id, key, status, resp),
             Purpose::ReInvite => self.on_reinvite_response(io, now, id, status, resp),
+            // Answered: nothing is outstanding any more (shutdown waits for these).
+            Purpose::Cancel | Purpose::Bye if status >= 200 => {
+                self.client.remove(key);
+            }
             Purpose::Cancel | Purpose::Bye => {}
         }
     }
@@ -1547,6 +1663,7 @@ impl B2bua {
                 };
                 call.phase = Phase::Answered;
                 call.seat_answered = Some(seat_id);
+                call.answered_at = Some(now);
                 call.ack_owed = Some((Side::B, cseq));
                 if call.early {
                     self.effects.push_back(CallEffect::MediaStopPlay {
@@ -1560,6 +1677,8 @@ impl B2bua {
                         row,
                         seat_id,
                     });
+                    self.answered_rows.insert(seat_id, row);
+                    self.records_early.remove(&seat_id);
                 }
                 self.answer_a(io, now, id, sdp.as_bytes());
                 self.acd.answered(now, id, seat_id);
@@ -1583,6 +1702,7 @@ impl B2bua {
             return self.on_dying_response(io, now, id, key, 500, None);
         };
         self.by_b.remove(&b.dialog.call_id);
+        self.seat_released(id, b.seat_id);
         // The ACD counts the refusal and offers the caller (if still waiting) the next seat.
         self.acd.offer_ended(now, id, b.seat_id, end);
         self.apply_acd(io, now);
@@ -1597,7 +1717,9 @@ impl B2bua {
         match purpose {
             Purpose::BInvite => self.seat_failed(io, now, id, key, OfferEnd::Unreachable),
             Purpose::ReInvite => self.fail_reinvite(io, now, id, 408, "Request Timeout"),
-            Purpose::Cancel | Purpose::Bye => {}
+            Purpose::Cancel | Purpose::Bye => {
+                self.client.remove(key);
+            }
         }
     }
 
@@ -1757,6 +1879,15 @@ impl B2bua {
                 io.respond(now, key, &r);
             }
             return;
+        }
+        if side == Side::A && offers_t38(req) {
+            // The carrier's gateway heard a fax and switches to T.38 (ITU-T T.38 Annex D):
+            // we relay no fax, so refuse the switch (488), release the operator and end the
+            // call as a fax — counted, billable (SPEC §3), as for a detected CNG tone.
+            if let Some(r) = wire::response(req, 488, "Not Acceptable Here", None, &[], None) {
+                io.respond(now, key, &r);
+            }
+            return self.handle_media(io, now, id, MediaNotice::FaxTone);
         }
         let sdp = if req.body().is_empty() {
             None
@@ -2038,11 +2169,30 @@ impl B2bua {
         }
     }
 
-    /// Leg B to `seat` is gone: the seat's call (wrap-up follows) or offer is over.
+    /// Leg B to `seat` is gone: the seat's call (wrap-up follows, unless its record is in
+    /// already) or offer is over.
     fn release_seat(&mut self, io: &mut Io, now: Instant, seat: i64, id: u64) {
+        self.seat_released(id, seat);
         self.acd.call_ended(now, id, seat);
+        let row = self.calls.get(&id).and_then(|c| c.row);
+        if row.is_some() && self.records_early.get(&seat) == row.as_ref() {
+            self.records_early.remove(&seat);
+            self.acd.wrap_up_done(now, seat);
+        }
         self.acd.offer_ended(now, id, seat, OfferEnd::AfterWithdraw);
         self.apply_acd(io, now);
+    }
+
+    /// Tells the operator console that `seat` is off call `id` (it stopped ringing or the
+    /// call ended). Said again for the same seat and call, it changes nothing there.
+    fn seat_released(&mut self, id: u64, seat: i64) {
+        if let Some(row) = self.calls.get(&id).and_then(|c| c.row) {
+            self.effects.push_back(CallEffect::SeatReleased {
+                call: id,
+                row,
+                seat_id: seat,
+            });
+        }
     }
 
     fn stop_media(&mut self, id: u64) {
@@ -2065,6 +2215,10 @@ impl B2bua {
         call.finished = true;
         let outcome = call.outcome.unwrap_or(fallback);
         call.outcome = Some(outcome);
+        if self.ended.len() >= ops::MAX_ENDED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(ops::summary(id, call, outcome));
         if let Some(row) = call.row {
             self.effects.push_back(CallEffect::Finished {
                 call: id,
@@ -2166,6 +2320,9 @@ impl B2bua {
                 if self.calls.get(&id).is_some_and(|c| c.a_tsx.is_some()) {
                     self.cancel_b(io, now, id);
                     self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+                    // A fax heard while queued: out of the queue (not an abandon).
+                    self.acd.remove_call(id);
+                    self.apply_acd(io, now);
                 } else {
                     self.bye(io, now, id, Side::B);
                     self.bye(io, now, id, Side::A);
@@ -2279,6 +2436,21 @@ fn remote_of(info: &MediaInfo) -> Remote {
         rtp: info.remote,
         rtcp: info.remote_rtcp,
     }
+}
+
+/// An offer whose only live stream is T.38 fax (`m=image … udptl t38`): a fax machine, not a
+/// person. An offer with audio beside T.38 is routed as voice (the CNG detector and a later
+/// T.38 re-INVITE still catch a fax).
+fn is_fax_only(offer: &Sdp) -> bool {
+    let live = || offer.media.iter().filter(|m| m.port != 0);
+    live().any(|m| m.is_t38()) && live().all(|m| m.is_t38())
+}
+
+/// A request carrying an SDP offer with a live T.38 stream.
+fn offers_t38(req: &Message) -> bool {
+    !req.body().is_empty()
+        && Sdp::parse_bytes(req.body())
+            .is_ok_and(|s| s.media.iter().any(|m| m.port != 0 && m.is_t38()))
 }
 
 #[cfg(test)]

@@ -1107,10 +1107,56 @@ fn wrap_up_holds_the_seat_until_the_record_is_submitted() {
     assert!(only(&out, SEAT1)
         .iter()
         .all(|m| m.method() != Some(&SipMethod::Invite)));
-    assert!(h.ep.wrap_up_done(h.now, 1), "the record was submitted");
+    assert!(
+        !h.ep.record_submitted(h.now, 1, 12),
+        "a record for another call ends nothing"
+    );
+    assert!(!h.ep.record_submitted(h.now, 2, 11), "nor one from another seat");
+    assert!(h.ep.record_submitted(h.now, 1, 11), "the record was submitted");
     let out = h.drain();
     assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Invite));
-    assert!(!h.ep.wrap_up_done(h.now, 1), "not in wrap-up any more");
+    assert!(
+        !h.ep.record_submitted(h.now, 1, 11),
+        "not in wrap-up any more"
+    );
+}
+
+#[test]
+fn a_record_submitted_during_the_call_skips_wrap_up() {
+    let acd = AcdConfig {
+        wrap_up_max: Duration::from_secs(120),
+        ..AcdConfig::default()
+    };
+    let mut h = H::with_acd(vec![seat(1, "op1", SEAT1)], acd);
+    let inv = ring(&mut h, "w1");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "w1", &tag, 1, ""));
+    assert!(h.ep.record_submitted(h.now, 1, 11), "noted while on the call");
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "on_call");
+    h.feed(CARRIER, &carrier_in_dialog("BYE", "w1", &tag, 2, ""));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "available");
+}
+
+#[test]
+fn the_console_pauses_and_resumes_a_seat_by_id() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.ep.seat_command(
+        h.now,
+        SeatCommand::Pause {
+            seat: SeatRef::Id(1),
+            reason: "休憩".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "paused");
+    assert_eq!(
+        h.ep.seat_command(h.now, SeatCommand::Resume { seat: SeatRef::Id(9) }),
+        Err(crate::acd::AcdError::UnknownSeat("#9".into()))
+    );
+    h.ep.seat_command(h.now, SeatCommand::Resume { seat: SeatRef::Id(1) })
+        .unwrap();
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "available");
 }
 
 #[test]
@@ -1149,4 +1195,251 @@ fn an_expired_registration_withdraws_the_ringing_offer() {
             ..
         }
     )));
+}
+
+const T38_OFFER: &str = "v=0\r\no=fax 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n\
+t=0 0\r\nm=audio 0 RTP/AVP 0\r\nm=image 30002 udptl t38\r\na=T38FaxVersion:0\r\n";
+
+#[test]
+fn t38_reinvite_from_the_carrier_ends_the_call_as_fax() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "t38");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "t38", &tag, 1, ""));
+    h.take_effects();
+    let out = h.feed(
+        CARRIER,
+        &carrier_in_dialog("INVITE", "t38", &tag, 2, T38_OFFER),
+    );
+    // Refused (we relay no T.38), never forwarded to the operator, who is released.
+    let to_carrier = only(&out, CARRIER);
+    assert_eq!(to_carrier[0].status(), Some(488), "{out:?}");
+    assert!(to_carrier
+        .iter()
+        .any(|m| m.method() == Some(&SipMethod::Bye)));
+    let to_seat = only(&out, SEAT1);
+    assert_eq!(to_seat.len(), 1, "{out:?}");
+    assert_eq!(to_seat[0].method(), Some(&SipMethod::Bye));
+    let effects = h.take_effects();
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            CallEffect::Finished {
+                outcome: "fax",
+                seat_id: Some(1),
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn t38_only_invite_is_counted_as_fax_and_never_rings_a_seat() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let out = h.feed(CARRIER, &invite("t38i", "1", "", T38_OFFER));
+    assert_eq!(statuses(&out), [100]);
+    let admit = h.take_effects();
+    let [CallEffect::Admit { call, .. }] = admit.as_slice() else {
+        panic!("{admit:?}")
+    };
+    let out = h.admit(*call, route(12));
+    assert!(only(&out, SEAT1).is_empty(), "{out:?}");
+    let to_carrier: Vec<_> = only(&out, CARRIER)
+        .iter()
+        .filter_map(|m| m.status())
+        .collect();
+    assert_eq!(to_carrier, [488]);
+    let effects = h.take_effects();
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            CallEffect::Finished {
+                row: 12,
+                outcome: "fax",
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn audio_with_t38_offer_is_routed_as_voice() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let both = OFFER.to_owned() + "m=image 30002 udptl t38\r\n";
+    h.feed(CARRIER, &invite("mixed", "1", "", &both));
+    let admit = h.take_effects();
+    let [CallEffect::Admit { call, .. }] = admit.as_slice() else {
+        panic!("{admit:?}")
+    };
+    let out = h.admit(*call, route(13));
+    assert_eq!(only(&out, SEAT1).len(), 1, "{out:?}");
+}
+
+/// Toll fraud: a seat that redirects (3xx to an outside number) is never followed; the call
+/// moves to the next seat or overflows, and nothing is sent to the redirect target.
+#[test]
+fn seat_redirect_is_never_followed() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "r1");
+    let redirect = wire::response(
+        &inv,
+        302,
+        "Moved Temporarily",
+        Some("s1"),
+        &[("Contact", "<sip:0120999999@203.0.113.66:5060>")],
+        None,
+    )
+    .unwrap();
+    let out = h.feed_msg(SEAT1, &redirect);
+    assert!(
+        out.iter().all(|(a, _)| *a != addr("203.0.113.66:5060")),
+        "{out:?}"
+    );
+    // The ACD counts it as a refusal: the caller waits on in the queue (for the next free
+    // seat, or message taking at the queue's maximum wait).
+    assert!(statuses(&out).is_empty(), "{:?}", statuses(&out));
+    let snap = h.ep.acd_snapshot(h.now);
+    assert_eq!(snap.waiting.len(), 1, "{snap:?}");
+    assert_eq!(snap.waiting[0].ringing_seat, None);
+}
+
+// ------------------------------------------------------------------ operations (issue #9)
+
+#[test]
+fn admin_hangup_of_an_answered_call_byes_both_legs_and_stays_answered() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "h1");
+    h.now += Duration::from_secs(2);
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "h1", &tag, 1, ""));
+    h.now += Duration::from_secs(3);
+    let live = h.ep.b2bua().unwrap().live_calls(h.now);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].id, Some(11));
+    assert_eq!(live[0].state, "answered");
+    assert_eq!(live[0].seat_id, Some(1));
+    assert_eq!(live[0].contractor.as_deref(), Some("株式会社ABC"));
+    assert_eq!(live[0].duration_ms, 5000);
+    assert_eq!(live[0].talk_ms, Some(3000));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "on_call");
+    h.take_effects();
+    let call = h.ep.b2bua().unwrap().call_by_row(11).unwrap();
+    h.ep.hang_up(h.now, call).unwrap();
+    let out = h.drain();
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Bye));
+    assert_eq!(only(&out, CARRIER)[0].method(), Some(&SipMethod::Bye));
+    assert!(h.take_effects().contains(&CallEffect::Finished {
+        call: 0,
+        row: 11,
+        outcome: "answered",
+        seat_id: Some(1)
+    }));
+    assert_eq!(h.calls(), 0);
+    let ended = h.ep.poll_ended_call().unwrap();
+    assert_eq!((ended.row, ended.outcome), (Some(11), "answered"));
+    assert!(ended.answered_at.is_some());
+    // Both BYEs are outstanding until answered; then nothing is.
+    assert_eq!(h.ep.b2bua().unwrap().requests_outstanding(), 2);
+    for (to, bye) in [
+        (SEAT1, only(&out, SEAT1)[0].clone()),
+        (CARRIER, only(&out, CARRIER)[0].clone()),
+    ] {
+        let ok = wire::response(&bye, 200, "OK", None, &[], None).unwrap();
+        h.feed_msg(to, &ok);
+    }
+    assert_eq!(h.ep.b2bua().unwrap().requests_outstanding(), 0);
+    assert_eq!(h.ep.hang_up(h.now, call), Err(HangupError::NotFound));
+}
+
+#[test]
+fn admin_hangup_while_ringing_cancels_the_seat_and_records_failed() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "h2");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "ringing");
+    h.take_effects();
+    h.ep.hang_up(h.now, 0).unwrap();
+    let out = h.drain();
+    assert_eq!(
+        statuses(
+            &only(&out, CARRIER)
+                .into_iter()
+                .map(|m| (addr(CARRIER), m.clone()))
+                .collect::<Vec<_>>()
+        ),
+        [480]
+    );
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Cancel));
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Finished {
+            outcome: "failed",
+            ..
+        }
+    )));
+}
+
+#[test]
+fn admin_hangup_waits_for_admission() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.feed(CARRIER, &invite("h3", "1", "", OFFER));
+    assert_eq!(h.ep.hang_up(h.now, 0), Err(HangupError::Admitting));
+    assert_eq!(
+        h.ep.b2bua().unwrap().live_calls(h.now)[0].state,
+        "admitting"
+    );
+}
+
+#[test]
+fn draining_refuses_new_calls_with_503_and_keeps_calls_in_progress() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "d1");
+    h.ep.b2bua_mut().unwrap().set_draining(true);
+    h.take_effects();
+    let out = h.feed(CARRIER, &invite("d2", "2", "", OFFER));
+    assert_eq!(statuses(&out), [503]);
+    assert_eq!(
+        out[0].1.header("Retry-After"),
+        Some(DRAIN_RETRY_AFTER_SECS.to_string().as_str())
+    );
+    assert!(h.take_effects().is_empty(), "no admission, nothing counted");
+    // Strangers still get 403 first.
+    let out = h.feed("203.0.113.9:5060", &invite("d3", "3", "", OFFER));
+    assert_eq!(statuses(&out), [403]);
+    // The call in progress is answered as usual.
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    assert_eq!(only(&out, CARRIER)[0].status(), Some(200));
+    assert_eq!(h.ep.b2bua().unwrap().stats().refused_draining, 1);
+    // Grace over: every call is hung up.
+    assert_eq!(h.ep.hang_up_all(h.now), 0);
+}
+
+#[test]
+fn options_from_a_trunk_is_remembered_and_trunks_reload() {
+    let mut h = H::new(vec![]);
+    let opts = "OPTIONS sip:desk@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKo1\r\n\
+        Max-Forwards: 70\r\nTo: <sip:desk@192.0.2.1>\r\nFrom: <sip:c@192.0.2.10>;tag=o\r\n\
+        Call-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    h.feed(CARRIER, opts);
+    h.now += Duration::from_secs(7);
+    let out = h.feed(CARRIER, &invite("r9", "4", "", OFFER));
+    assert_eq!(statuses(&out), [100], "admitted under the first trunk list");
+    let seen = h.ep.b2bua().unwrap().trunks_seen(h.now);
+    assert_eq!(seen[0].0.name, "carrier-a");
+    assert_eq!(seen[0].1, Some(Duration::from_secs(7)));
+    let mut t = seen[0].0.clone();
+    t.sources = vec!["198.18.0.0/24".parse().unwrap()];
+    h.ep.b2bua_mut().unwrap().set_trunks(vec![t]);
+    let out = h.feed(CARRIER, &invite("r10", "5", "", OFFER));
+    assert_eq!(
+        statuses(&out),
+        [403],
+        "the old trunk address is refused now"
+    );
+    assert_eq!(h.ep.counters().inbound.requests[0], 2, "two INVITEs in");
 }

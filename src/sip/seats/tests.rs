@@ -668,3 +668,32 @@ fn helpers() {
     assert_eq!(SeatTransport::parse("sctp"), None);
     assert_eq!(RegistryConfig::new("My Realm").domain(), "my-realm");
 }
+
+/// A phone that moved (new address, new Call-ID) is reached at its new contact at once, not
+/// at the stale one until that expires.
+#[test]
+fn a_moved_phone_is_reached_at_its_new_contact() {
+    let mut r = registry();
+    let mut home = Phone::new("op1", PW);
+    let (m, _) = home.login(
+        &mut r,
+        T0,
+        &lines(&["Contact: <sip:op1@192.0.2.10:5062>"]),
+        Algorithm::Md5,
+    );
+    assert_eq!(m.status(), Some(200));
+    let mut moved = Phone::new("op1", PW);
+    moved.call_id = "op1-after-move@198.51.100.7".into();
+    moved.src = "198.51.100.7:5062".parse().unwrap();
+    moved.dest = Destination::Udp(moved.src);
+    let (m, _) = moved.login(
+        &mut r,
+        T0 + 30,
+        &lines(&["Contact: <sip:op1@198.51.100.7:5062>"]),
+        Algorithm::Md5,
+    );
+    assert_eq!(m.status(), Some(200));
+    let contacts = r.contacts("op1");
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert_eq!(contacts[0].contact_uri, "sip:op1@198.51.100.7:5062");
+}

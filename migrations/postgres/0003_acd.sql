@@ -1,5 +1,5 @@
 -- Call distribution (issue #6): the queue log and voice messages. Additive only.
--- Kept in step with migrations/sqlite/0002_acd.sql.
+-- Kept in step with migrations/sqlite/0003_acd.sql.
 
 -- The queue log: entered, offered(seat), no_answer(seat), busy(seat), declined(seat),
 -- connected(seat, wait), abandoned(wait, position), overflow(wait). `smartdesk stats`

@@ -1,0 +1,225 @@
+//! A contractor, its number and a seat, the daemon, the operator's phone and the carrier as
+//! SIPp processes: the pieces every call-placing end-to-end test is built from.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use super::peers::{scenario, sipp, sipp_trace, Daemon, Proc};
+use super::Env;
+
+pub const NUMBER: &str = "0312345678";
+pub const SEAT_PASSWORD: &str = "op1-secret-pw";
+
+/// A contractor with a number and a seat, and the daemon running with the clock at `clock`.
+pub fn setup(env: &Env, clock: &str) -> Daemon {
+    let mut d = Daemon::configure(env);
+    let c = d
+        .cli(
+            env,
+            &[
+                "contractor",
+                "add",
+                "--name",
+                "株式会社ABC",
+                "--greeting",
+                "お電話ありがとうございます。株式会社ABCでございます。",
+                "--plan",
+                "SD100",
+                "--start",
+                "2026-11-01",
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
+    let id = c["id"].as_i64().expect("contractor id").to_string();
+    d.cli(env, &["number", "assign", &id, NUMBER]).ok();
+    d.cli(env, &["seat", "add", "op1", "--password", SEAT_PASSWORD])
+        .ok();
+    d.start(env, clock);
+    d
+}
+
+/// The seat's phone: a SIPp UAS on `port` running `scenario_file`, registered via a second
+/// SIPp that logs in with digest auth (Contact = that port).
+pub fn seat(env: &Env, d: &Daemon, label: &str, scenario_file: &str, bport: u16) -> (Proc, u16) {
+    let port = super::peers::free_udp_port();
+    let uas = sipp(
+        env.dir.path(),
+        label,
+        &d.target(),
+        &[
+            "-sf",
+            scenario(scenario_file).to_str().expect("path"),
+            "-p",
+            &port.to_string(),
+            "-key",
+            "bport",
+            &bport.to_string(),
+            "-key",
+            "codec",
+            "0",
+            "-d",
+            "1500",
+            "-m",
+            "1",
+        ],
+    );
+    login(env, d, port);
+    (uas, port)
+}
+
+pub fn login(env: &Env, d: &Daemon, seat_port: u16) {
+    let mut reg = sipp(
+        env.dir.path(),
+        "login",
+        &d.target(),
+        &[
+            "-sf",
+            scenario("seat_login.xml").to_str().expect("path"),
+            "-s",
+            "op1",
+            "-au",
+            "op1",
+            "-ap",
+            SEAT_PASSWORD,
+            "-key",
+            "seat_port",
+            &seat_port.to_string(),
+            "-m",
+            "1",
+        ],
+    );
+    let code = reg.wait(Duration::from_secs(20));
+    assert_eq!(
+        code,
+        Some(0),
+        "seat login failed\n{}\n{}",
+        sipp_trace(env.dir.path(), "login"),
+        d.log_text()
+    );
+}
+
+pub fn carrier(env: &Env, d: &Daemon, scenario_file: &str, aport: u16, hold_ms: u32) -> Proc {
+    sipp(
+        env.dir.path(),
+        "carrier",
+        &d.target(),
+        &[
+            "-sf",
+            scenario(scenario_file).to_str().expect("path"),
+            "-s",
+            NUMBER,
+            "-key",
+            "aport",
+            &aport.to_string(),
+            "-key",
+            "caller",
+            "09012345678",
+            "-key",
+            "privacy",
+            "X-Test: 1",
+            "-d",
+            &hold_ms.to_string(),
+            "-m",
+            "1",
+        ],
+    )
+}
+
+/// The relay port smartdesk put into SDP it sent to a SIPp (the `m=audio` port that is not
+/// `own`), once it shows in that SIPp's message trace.
+pub fn relay_port(env: &Env, label: &str, own: u16, within: Duration) -> u16 {
+    let deadline = Instant::now() + within;
+    loop {
+        let trace = sipp_trace(env.dir.path(), label);
+        let port = trace
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("m=audio "))
+            .filter_map(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .find(|p| *p != own);
+        if let Some(p) = port {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SDP from smartdesk in {label}'s trace:\n{trace}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `calls --json` until every call has an outcome (the row updates are written behind the
+/// call), at most 10 s.
+pub fn settled_calls(env: &Env, d: &Daemon) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls = d
+            .cli(env, &["calls", "--month", "2026-11", "--json"])
+            .ok()
+            .json();
+        let list = calls.as_array().cloned().unwrap_or_default();
+        if list.iter().all(|c| !c["outcome"].is_null()) || Instant::now() > deadline {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for the carrier's and the seat's SIPp to finish and requires both to succeed,
+/// showing both traces and the daemon's log otherwise.
+pub fn both_succeed(env: &Env, d: &Daemon, call: &mut Proc, phone: &mut Proc, seat_label: &str) {
+    let status = (
+        call.wait(Duration::from_secs(30)),
+        phone.wait(Duration::from_secs(10)),
+    );
+    assert_eq!(
+        status,
+        (Some(0), Some(0)),
+        "{}\n{}\n{}",
+        sipp_trace(env.dir.path(), "carrier"),
+        sipp_trace(env.dir.path(), seat_label),
+        d.log_text()
+    );
+}
+
+/// One call between a SIPp seat running `seat_scenario` and a SIPp carrier running
+/// `carrier_scenario` (keys: the number and the caller's media port); both must succeed.
+/// Returns the settled call rows.
+pub fn one_call(
+    env: &Env,
+    d: &Daemon,
+    seat_scenario: &str,
+    carrier_scenario: &str,
+) -> Vec<serde_json::Value> {
+    let (a, b) = media_sockets();
+    let (mut phone, _) = seat(env, d, "seat", seat_scenario, port(&b));
+    let mut call = sipp(
+        env.dir.path(),
+        "carrier",
+        &d.target(),
+        &[
+            "-sf",
+            scenario(carrier_scenario).to_str().expect("path"),
+            "-s",
+            NUMBER,
+            "-key",
+            "aport",
+            &port(&a).to_string(),
+            "-m",
+            "1",
+        ],
+    );
+    both_succeed(env, d, &mut call, &mut phone, "seat");
+    settled_calls(env, d)
+}
+
+pub fn media_sockets() -> (UdpSocket, UdpSocket) {
+    let a = UdpSocket::bind("127.0.0.1:0").expect("a");
+    let b = UdpSocket::bind("127.0.0.1:0").expect("b");
+    (a, b)
+}
+
+pub fn port(s: &UdpSocket) -> u16 {
+    s.local_addr().expect("addr").port()
+}

@@ -5,11 +5,10 @@
 //! [`super::CallUpdate::QueueEvent`] and [`super::CallUpdate::VoiceMessage`], or directly with
 //! [`Ledger::add_voice_message`].
 //!
-//! **Hook for the report outbox.** A `voice_messages` row is the durable fact "this caller
-//! left a message for this contractor": the outbox treats a new row like a submitted
-//! first-response record and reports it (contractor from `calls.contractor_id`, the WAV at
-//! `path`, its length). Rows are never updated, so "new" is "created after the last one the
-//! outbox delivered" ([`Ledger::voice_messages_since`]).
+//! **The report outbox.** A `voice_messages` row is the durable fact "this caller left a
+//! message for this contractor": the transaction that writes it also queues one outbox row
+//! (report kind `message`, [`crate::reports::Report::voice_message`]) per live channel of
+//! the contractor, delivered like a first-response record's report.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -86,18 +85,11 @@ impl Ledger {
 
     /// Stores a caller's voice message for call row `m.call_id` (once per call; a second
     /// write for the same call is ignored). The new row is what the report outbox delivers.
+    /// Its report to the contractor is queued in the outbox in the same transaction, one per
+    /// live channel (see [`super::CallUpdate::VoiceMessage`]).
     pub async fn add_voice_message(&self, m: &NewVoiceMessage) -> Result<(), LedgerError> {
-        on_pool!(self, |p| {
-            sqlx::query(INSERT_VOICE_MESSAGE)
-                .bind(m.call_id)
-                .bind(&m.path)
-                .bind(m.duration_ms)
-                .bind(m.created_at)
-                .execute(p)
-                .await
-                .map(|_| ())?
-        });
-        Ok(())
+        self.apply_call_updates(&[super::CallUpdate::VoiceMessage(m.clone())])
+            .await
     }
 
     /// Voice messages created at or after `since`, oldest first, with their contractor.

@@ -743,6 +743,12 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
                 println!("seat {name} updated");
             }
         }
+        // Live commands: `cli::run` sends them to the daemon before a ledger is opened.
+        SeatCmd::Pause { .. } | SeatCmd::Resume { .. } | SeatCmd::Reset { .. } => {
+            return Err(CliError::Other(anyhow::anyhow!(
+                "seat pause/resume/reset go to the daemon"
+            )))
+        }
         SeatCmd::List => {
             let seats = ledger.seats().await?;
             // Bindings the registrar keeps in the ledger (the daemon writes them behind its

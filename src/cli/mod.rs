@@ -80,6 +80,9 @@ pub enum Command {
     /// A call in progress (live; asks the running daemon).
     #[command(subcommand)]
     Call(CallCmd),
+    /// Callers waiting for a seat and every seat's state, time in state and calls handled
+    /// today (live; asks the running daemon).
+    Queue,
     /// Reload profiles, service hours and prompts in the running daemon (like SIGHUP);
     /// invalid files are refused with their errors and the running configuration is kept.
     Reload,
@@ -238,6 +241,19 @@ pub enum SeatCmd {
     },
     /// List seats.
     List,
+    /// Pause a seat in the running daemon: no new calls are offered to it (a call ringing
+    /// now rings on). Live: asks the daemon.
+    Pause {
+        name: String,
+        /// Why, e.g. 休憩 or 研修 (shown in status and queue).
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a seat's pause (also one the daemon set after unanswered calls). Live.
+    Resume { name: String },
+    /// Force a seat back to available: no pause, no retry delay; a ringing offer is
+    /// withdrawn and what the call path really holds is re-read. Live.
+    Reset { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +427,12 @@ pub fn run(cli: Cli) -> i32 {
         Command::Calls(args) if args.live => live::calls(&cli.global, &args),
         Command::Call(CallCmd::Hangup { call_id }) => live::hangup(&cli.global, &call_id),
         Command::Reload => live::reload(&cli.global),
+        Command::Queue => live::queue(&cli.global),
+        Command::Seat(SeatCmd::Pause { name, reason }) => {
+            live::seat(&cli.global, "pause", &name, Some(&reason))
+        }
+        Command::Seat(SeatCmd::Resume { name }) => live::seat(&cli.global, "resume", &name, None),
+        Command::Seat(SeatCmd::Reset { name }) => live::seat(&cli.global, "reset", &name, None),
         other => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -467,6 +489,7 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
         | Command::Hours(_)
         | Command::Status
         | Command::Call(_)
+        | Command::Queue
         | Command::Reload => {
             unreachable!("handled without a ledger")
         }

@@ -208,12 +208,7 @@ impl Metrics {
             "smartdesk_queue_wait_seconds",
             "From the carrier's INVITE to a seat's answer, for answered calls.",
         );
-        family(
-            &mut o,
-            "smartdesk_seats",
-            "gauge",
-            "Seats, by ACD state.",
-        );
+        family(&mut o, "smartdesk_seats", "gauge", "Seats, by ACD state.");
         for state in [
             "offline",
             "available",

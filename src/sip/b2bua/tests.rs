@@ -1111,8 +1111,14 @@ fn wrap_up_holds_the_seat_until_the_record_is_submitted() {
         !h.ep.record_submitted(h.now, 1, 12),
         "a record for another call ends nothing"
     );
-    assert!(!h.ep.record_submitted(h.now, 2, 11), "nor one from another seat");
-    assert!(h.ep.record_submitted(h.now, 1, 11), "the record was submitted");
+    assert!(
+        !h.ep.record_submitted(h.now, 2, 11),
+        "nor one from another seat"
+    );
+    assert!(
+        h.ep.record_submitted(h.now, 1, 11),
+        "the record was submitted"
+    );
     let out = h.drain();
     assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Invite));
     assert!(
@@ -1132,7 +1138,10 @@ fn a_record_submitted_during_the_call_skips_wrap_up() {
     let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
     let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
     h.feed(CARRIER, &carrier_in_dialog("ACK", "w1", &tag, 1, ""));
-    assert!(h.ep.record_submitted(h.now, 1, 11), "noted while on the call");
+    assert!(
+        h.ep.record_submitted(h.now, 1, 11),
+        "noted while on the call"
+    );
     assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "on_call");
     h.feed(CARRIER, &carrier_in_dialog("BYE", "w1", &tag, 2, ""));
     assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "available");
@@ -1151,11 +1160,21 @@ fn the_console_pauses_and_resumes_a_seat_by_id() {
     .unwrap();
     assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "paused");
     assert_eq!(
-        h.ep.seat_command(h.now, SeatCommand::Resume { seat: SeatRef::Id(9) }),
+        h.ep.seat_command(
+            h.now,
+            SeatCommand::Resume {
+                seat: SeatRef::Id(9)
+            }
+        ),
         Err(crate::acd::AcdError::UnknownSeat("#9".into()))
     );
-    h.ep.seat_command(h.now, SeatCommand::Resume { seat: SeatRef::Id(1) })
-        .unwrap();
+    h.ep.seat_command(
+        h.now,
+        SeatCommand::Resume {
+            seat: SeatRef::Id(1),
+        },
+    )
+    .unwrap();
     assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "available");
 }
 

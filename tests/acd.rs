@@ -352,6 +352,21 @@ e2e_both!(overflow_takes_a_message_recorded_from_real_rtp, |env| {
     );
     std::fs::write(&d.config, cfg).expect("config");
     let id = contractor(&env, &d, "株式会社ABC", NUMBER_A);
+    // The contractor's webhook: the message is reported like a first-response record.
+    let (hook_port, hook) = webhook_receiver();
+    d.cli(
+        &env,
+        &[
+            "contractor",
+            "channels",
+            &id.to_string(),
+            "--webhook",
+            &format!("http://127.0.0.1:{hook_port}/hook"),
+            "--webhook-secret",
+            "0123456789abcdef-secret",
+        ],
+    )
+    .ok();
     d.start(&env, OPEN);
     // Nobody is logged in: the caller is answered, hears the prompt and the tone, and SIPp
     // plays its G.711 sample (about 8 s of RTP) until it hangs up after 5 s.
@@ -417,8 +432,163 @@ e2e_both!(overflow_takes_a_message_recorded_from_real_rtp, |env| {
     let log = queue_log(&env).await;
     let kinds: Vec<_> = log.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["entered", "overflow"]);
+    // The report went out through the outbox to the webhook.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        if let Some(b) = hook.lock().expect("hook").first().cloned() {
+            break b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message report delivered\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let report: serde_json::Value = serde_json::from_str(&body).expect("webhook JSON");
+    assert_eq!(report["kind"], "message", "{report}");
+    assert_eq!(report["call_id"], row, "{report}");
+    assert_eq!(report["voice_message"]["recording"], format!("{row}.wav"));
+    assert_eq!(
+        report["idempotency_key"],
+        format!("smartdesk-message-{row}-ch1"),
+        "{report}"
+    );
     assert_eq!(d.stop(), Some(0), "{}", d.log_text());
 });
+
+/// A webhook endpoint on loopback: answers every POST 200 and keeps the bodies.
+fn webhook_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+    let port = l.local_addr().expect("addr").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = bodies.clone();
+    std::thread::spawn(move || {
+        // Bounded: a test sends a handful of reports.
+        for stream in l.incoming().take(20) {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut r = BufReader::new(s.try_clone().expect("clone"));
+            let mut len = 0usize;
+            for _ in 0..100 {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0).min(1 << 20);
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok() {
+                keep.lock()
+                    .expect("bodies")
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, bodies)
+}
+
+/// `smartdesk queue --json` from the running daemon.
+fn queue_now(env: &Env, d: &Daemon) -> serde_json::Value {
+    d.cli(env, &["queue", "--json"]).ok().json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seat_pause_resume_reset_and_queue_from_the_cli() {
+    let env = Env::new(common::Db::Sqlite).await;
+    let mut d = configure(&env, "");
+    contractor(&env, &d, "株式会社ABC", NUMBER_A);
+    d.cli(&env, &["seat", "add", "taker", "--password", PASSWORD])
+        .ok();
+    // No daemon: the live commands say so (exit 3).
+    for args in [
+        &["queue"][..],
+        &["seat", "pause", "taker", "--reason", "休憩"][..],
+        &["seat", "resume", "taker"][..],
+    ] {
+        let r = d.cli(&env, args);
+        assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
+    }
+    d.start(&env, OPEN);
+    let mut taker = phone(&env, &d, "taker", "seat_answer.xml", 1, &[]);
+    let q = queue_now(&env, &d);
+    assert_eq!(q["seats"][0]["name"], "taker", "{q}");
+    assert_eq!(q["seats"][0]["state"], "available", "{q}");
+    // Bad input names the field and changes nothing.
+    let bad = d.cli(&env, &["seat", "pause", "nobody", "--reason", "休憩"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("NAME"), "{}", bad.stderr);
+    let bad = d.cli(&env, &["seat", "pause", "taker", "--reason", " "]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--reason"), "{}", bad.stderr);
+    assert_eq!(queue_now(&env, &d)["seats"][0]["state"], "available");
+    // Paused: a caller waits in the queue, the seat's phone does not ring.
+    let out = d
+        .cli(&env, &["seat", "pause", "taker", "--reason", "休憩"])
+        .ok()
+        .stdout;
+    assert!(out.contains("paused (休憩)"), "{out}");
+    let mut c = caller(&env, &d, "c1", "carrier_call.xml", NUMBER_A, 500);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let q = loop {
+        let q = queue_now(&env, &d);
+        if q["waiting"].as_array().is_some_and(|w| !w.is_empty()) || Instant::now() > deadline {
+            break q;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let w = &q["waiting"][0];
+    assert_eq!(w["position"], 1, "{q}");
+    assert_eq!(w["contractor"], "株式会社ABC", "{q}");
+    assert!(
+        w["caller"].as_str().is_some_and(|c| c.contains("090")),
+        "{q}"
+    );
+    assert!(w["call"].as_i64().is_some(), "{q}");
+    assert!(w["ringing_seat"].is_null(), "{q}");
+    assert_eq!(q["seats"][0]["state"], "paused", "{q}");
+    assert_eq!(q["seats"][0]["reason"], "休憩", "{q}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let q = queue_now(&env, &d);
+    assert_eq!(
+        q["waiting"][0]["ringing_seat"],
+        serde_json::Value::Null,
+        "{q}"
+    );
+    assert_eq!(q["seats"][0]["handled_today"], 0, "{q}");
+    let human = d.cli(&env, &["queue"]).ok().stdout;
+    assert!(
+        human.contains("株式会社ABC") && human.contains("paused (休憩)"),
+        "{human}"
+    );
+    // Resumed: the waiting caller is offered at once and answered.
+    d.cli(&env, &["seat", "resume", "taker"]).ok();
+    must_succeed(&env, &d, &mut c, "c1", Duration::from_secs(30));
+    must_succeed(&env, &d, &mut taker, "taker", Duration::from_secs(10));
+    let calls = settled_calls(&env, &d, 1);
+    assert_eq!(calls[0]["outcome"], "answered", "{calls:?}");
+    let q = queue_now(&env, &d);
+    assert_eq!(q["waiting"].as_array().map(Vec::len), Some(0), "{q}");
+    assert_eq!(q["seats"][0]["handled_today"], 1, "{q}");
+    // Status shows the same seat states and queue depth.
+    let st = d.cli(&env, &["status", "--json"]).ok().json();
+    assert_eq!(st["queue_depth"], 0, "{st}");
+    d.cli(&env, &["seat", "pause", "taker", "--reason", "研修"])
+        .ok();
+    let st = d.cli(&env, &["status", "--json"]).ok().json();
+    assert_eq!(st["seats"][0]["state"], "paused", "{st}");
+    assert_eq!(st["seats"][0]["reason"], "研修", "{st}");
+    // Reset: available again.
+    d.cli(&env, &["seat", "reset", "taker"]).ok();
+    assert_eq!(queue_now(&env, &d)["seats"][0]["state"], "available");
+    assert_eq!(d.stop(), Some(0), "{}", d.log_text());
+    env.cleanup().await;
+}
 
 e2e_both!(seat_skills_from_the_cli, |env| {
     let d = Daemon::configure(&env);

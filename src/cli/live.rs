@@ -240,8 +240,8 @@ pub fn queue(g: &GlobalArgs) -> CliResult {
         println!("no caller waiting");
     } else {
         println!(
-            "  {:>3} {:<8} {:<20} {:<16} {:>8}  {}",
-            "#", "CALL", "CONTRACTOR", "CALLER", "WAIT", "RINGING"
+            "  {:>3} {:<8} {:<20} {:<16} {:>8}  RINGING",
+            "#", "CALL", "CONTRACTOR", "CALLER", "WAIT"
         );
         for w in &waiting {
             println!(

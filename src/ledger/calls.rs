@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use super::{on_pool, Ledger, LedgerError};
 
+/// A message's call: contractor, its name, arrival, caller, number.
+type MessageFacts = (i64, String, DateTime<Utc>, Option<String>, String);
+
 #[derive(Debug, Clone)]
 pub struct NewCall {
     pub trunk: String,
@@ -216,13 +219,7 @@ impl Ledger {
                             // The message reaches the contractor through the report outbox:
                             // queued in this transaction, so a stored message is never left
                             // unreported (and a replayed batch queues nothing twice).
-                            let facts: Option<(
-                                i64,
-                                String,
-                                DateTime<Utc>,
-                                Option<String>,
-                                String,
-                            )> = sqlx::query_as(
+                            let facts: Option<MessageFacts> = sqlx::query_as(
                                 "SELECT c.contractor_id, k.name, c.started_at, c.caller, c.number
                                      FROM calls c JOIN contractors k ON k.id = c.contractor_id
                                      WHERE c.id = $1",

@@ -4,6 +4,7 @@
 //! protocol cores ([`sip`]), pure domain rules ([`contract`], [`billing`], [`hours`]),
 //! one thin tokio edge ([`daemon`]), SQL only in [`ledger`].
 
+pub mod acd;
 pub mod billing;
 pub mod cli;
 pub mod complaints;

@@ -149,6 +149,16 @@ fn raw_invite(sock: &UdpSocket, number: &str, call_id: &str, branch: &str) -> St
     )
 }
 
+/// The same INVITE as a late offer (no body).
+fn without_sdp(invite: &str) -> String {
+    let head = invite.split("\r\n\r\n").next().unwrap_or_default();
+    let head: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.starts_with("Content-Type") && !l.starts_with("Content-Length"))
+        .collect();
+    format!("{}\r\nContent-Length: 0\r\n\r\n", head.join("\r\n"))
+}
+
 /// Sends `msg` and collects the status codes received until a final one (or `within`).
 fn statuses(sock: &UdpSocket, to: u16, msg: &str, within: Duration) -> Vec<u16> {
     sock.send_to(msg.as_bytes(), ("127.0.0.1", to))
@@ -196,9 +206,11 @@ e2e_both!(refusals_are_not_counted_and_a_call_is_counted_once, |env| {
         Duration::from_secs(5),
     );
     assert_eq!(st, [403]);
-    // No seat is registered: the call is counted and refused as overflow. Retransmissions
-    // and a re-sent copy on a new branch do not count again.
-    let invite = raw_invite(&carrier, NUMBER, "once-1", "o1");
+    // No seat is registered: the call is counted as overflow. Without SDP (a late offer)
+    // no message can be taken, so it is refused (480); with SDP it would be answered for a
+    // voice message (tests/acd.rs). Retransmissions and a re-sent copy on a new branch do
+    // not count again.
+    let invite = without_sdp(&raw_invite(&carrier, NUMBER, "once-1", "o1"));
     let st = statuses(&carrier, d.sip_port, &invite, Duration::from_secs(5));
     assert_eq!(st.first(), Some(&100), "only 100 before the row: {st:?}");
     assert_eq!(st.last(), Some(&480), "{st:?}");
@@ -207,7 +219,7 @@ e2e_both!(refusals_are_not_counted_and_a_call_is_counted_once, |env| {
             .send_to(invite.as_bytes(), ("127.0.0.1", d.sip_port))
             .expect("retransmit");
     }
-    let resent = raw_invite(&carrier, NUMBER, "once-1", "o2");
+    let resent = without_sdp(&raw_invite(&carrier, NUMBER, "once-1", "o2"));
     statuses(&carrier, d.sip_port, &resent, Duration::from_secs(2));
     let calls = settled_calls(&env, &d);
     assert_eq!(calls.len(), 1, "{calls:?}");
@@ -226,7 +238,9 @@ e2e_both!(kill_9_loses_no_call_and_no_seat, |env| {
     let carrier = UdpSocket::bind("127.0.0.1:0").expect("carrier");
     let invite = raw_invite(&carrier, NUMBER, "crash-1", "c1");
     let st = statuses(&carrier, d.sip_port, &invite, Duration::from_secs(5));
-    assert!(st.contains(&180), "ringing: {st:?}\n{}", d.log_text());
+    // The caller hears the queue (183, early media) while the phone rings.
+    assert!(st.contains(&183), "queued: {st:?}\n{}", d.log_text());
+    std::thread::sleep(Duration::from_millis(500));
     d.kill9();
     ringing.kill9();
     d.restart(&env);

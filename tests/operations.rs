@@ -288,7 +288,7 @@ e2e_both!(status_and_live_calls_during_a_real_call, |env| {
     let mut phone = seat(&env, &d, "seat_answer.xml");
     let st = status(&env, &d);
     assert_eq!(st["seats"][0]["name"], "op1", "{st}");
-    assert_eq!(st["seats"][0]["state"], "idle");
+    assert_eq!(st["seats"][0]["state"], "available");
 
     let mut call = carrier(&env, &d, "carrier_call.xml", 3000);
     let live = live_until(&env, &d, "an answered call", answered);
@@ -556,7 +556,7 @@ async fn metrics_are_scraped_and_parsed() {
     };
     assert_eq!(get("smartdesk_calls_total{outcome=\"answered\"}"), 1.0);
     assert_eq!(get("smartdesk_calls_in_progress{state=\"answered\"}"), 0.0);
-    assert_eq!(get("smartdesk_seats{state=\"idle\"}"), 1.0);
+    assert_eq!(get("smartdesk_seats{state=\"available\"}"), 1.0);
     assert!(get("smartdesk_sip_requests_total{direction=\"in\",method=\"INVITE\"}") >= 1.0);
     assert!(get("smartdesk_sip_requests_total{direction=\"out\",method=\"INVITE\"}") >= 1.0);
     assert!(get("smartdesk_sip_responses_total{direction=\"out\",class=\"2xx\"}") >= 1.0);

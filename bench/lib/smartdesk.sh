@@ -56,6 +56,10 @@ prompts_dir = "$SD_ROOT/prompts"
 [web]
 listen = "127.0.0.1:8080"
 
+[acd]
+# Bench seats answer back to back, like Kamailio's: no wrap-up between calls.
+wrap_up_max_s = 0
+
 [security]
 # Like the Kamailio config (no pike module): the bench measures the call path, not the
 # flood limits, and SIPp drives thousands of requests/s from one loopback address.

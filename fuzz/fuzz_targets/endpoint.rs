@@ -114,7 +114,8 @@ impl Harness {
             rtp_port_min: 40000,
             rtp_port_max: 40099,
             codecs: vec![Codec::Pcmu, Codec::Pcma],
-            ring_timeout: Duration::from_secs(20),
+            acd: smartdesk::acd::AcdConfig::default(),
+            recording_max: Duration::from_secs(120),
             trunks: vec![Trunk {
                 name: "carrier-a".into(),
                 sources: vec!["192.0.2.0/24".parse().unwrap()],
@@ -194,6 +195,9 @@ impl Harness {
                 | CallEffect::MediaStart { call, .. }
                 | CallEffect::MediaRemote { call, .. }
                 | CallEffect::MediaPlay { call, .. }
+                | CallEffect::MediaStopPlay { call, .. }
+                | CallEffect::MediaRecord { call, .. }
+                | CallEffect::Queue { call, .. }
                 | CallEffect::MediaStop { call }
                 | CallEffect::SeatOffered { call, .. }
                 | CallEffect::SeatReleased { call, .. } => self.note_call(call),
@@ -406,6 +410,7 @@ impl Harness {
                 contractor_id: 1,
                 name: text(p.get(1..).unwrap_or_default()),
                 greeting: "お電話ありがとうございます".into(),
+                skill: (byte(p, 1) & 1 == 1).then(|| "hearing".to_owned()),
             },
             1 => Admission::Announce {
                 row,

@@ -540,6 +540,96 @@ fn seat_name(name: &str) -> CliResult<String> {
     }
 }
 
+/// Skills are short tokens (`hearing`): 1–32 of a-z, 0-9, `_`, `-`; duplicates dropped.
+fn seat_skills(skills: &[String]) -> CliResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for s in skills {
+        let ok = (1..=32).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(CliError::field(
+                "--skill",
+                format!("{s:?}: 1–32 of a-z, 0-9, _ and -"),
+            ));
+        }
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// `smartdesk stats --day`: service levels from the queue log (see [`crate::acd::stats`]).
+pub(crate) async fn stats(g: &GlobalArgs, ledger: &Ledger, a: &crate::cli::StatsArgs) -> CliResult {
+    let day = crate::cli::parse_date("--day", &a.day)?;
+    let tokyo = chrono_tz::Asia::Tokyo;
+    let start = |d: chrono::NaiveDate| {
+        tokyo
+            .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+            .single()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| CliError::field("--day", "out of range"))
+    };
+    let next = day
+        .succ_opt()
+        .ok_or_else(|| CliError::field("--day", "out of range"))?;
+    let rows = ledger.queue_events(start(day)?, start(next)?).await?;
+    let events: Vec<crate::acd::stats::LoggedEvent> = rows
+        .iter()
+        .map(|r| crate::acd::stats::LoggedEvent {
+            contractor: r.contractor_id,
+            kind: r.kind.clone(),
+            wait_ms: r.wait_ms.and_then(|w| u64::try_from(w).ok()),
+        })
+        .collect();
+    let s = crate::acd::stats::service_levels(&events);
+    if g.json {
+        return print_json(&serde_json::json!({
+            "day": day.to_string(),
+            "overall": s.overall,
+            "contractors": s.contractors.iter().map(|(id, l)| {
+                let mut v = serde_json::to_value(l).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("contractor_id".into(), (*id).into());
+                }
+                v
+            }).collect::<Vec<_>>(),
+        }));
+    }
+    let pct = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    let secs = |m: Option<u64>| m.map_or("-".to_owned(), |m| format!("{:.1}s", m as f64 / 1000.0));
+    println!(
+        "{:<12} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "contractor",
+        "offered",
+        "answered",
+        "answer%",
+        "ASA avg",
+        "ASA p90",
+        "abandon%",
+        "overflow"
+    );
+    let line = |who: String, l: &crate::acd::stats::ServiceLevel| {
+        println!(
+            "{:<12} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8}",
+            who,
+            l.offered,
+            l.answered,
+            pct(l.answer_rate),
+            secs(l.asa_avg_ms),
+            secs(l.asa_p90_ms),
+            pct(l.abandon_rate),
+            l.overflow
+        )
+    };
+    for (id, l) in &s.contractors {
+        line(id.to_string(), l);
+    }
+    line("overall".into(), &s.overall);
+    Ok(())
+}
+
 pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: SeatCmd) -> CliResult {
     // Digest HA1 hashes are bound to the realm of the seat profile.
     let realm = || {
@@ -552,8 +642,10 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
             name,
             password,
             web_password,
+            skills,
         } => {
             let name = seat_name(&name)?;
+            let skills = seat_skills(&skills)?;
             let realm = realm()?;
             let (ha1_md5, ha1_sha256) = seat_secrets(&name, &realm, &password)?;
             let web = match web_password {
@@ -574,10 +666,38 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
                     Utc::now(),
                 )
                 .await?;
+            let mut s = s;
+            if !skills.is_empty() {
+                ledger.set_seat_skills(&s.name, &skills).await?;
+                s.skills = skills;
+            }
             if g.json {
                 print_json(&s)?;
             } else {
                 println!("seat {} added (realm {:?})", s.name, s.realm);
+            }
+        }
+        SeatCmd::Skills {
+            name,
+            skills,
+            clear,
+        } => {
+            let name = seat_name(&name)?;
+            let existing = ledger
+                .seat_by_name(&name)
+                .await?
+                .ok_or_else(|| CliError::field("NAME", format!("no seat {name:?}")))?;
+            let skills = if clear || !skills.is_empty() {
+                let skills = seat_skills(&skills)?;
+                ledger.set_seat_skills(&name, &skills).await?;
+                skills
+            } else {
+                existing.skills
+            };
+            if g.json {
+                print_json(&serde_json::json!({"seat": name, "skills": skills}))?;
+            } else {
+                println!("{name}: {}", skills.join(", "));
             }
         }
         SeatCmd::Passwd {
@@ -622,6 +742,12 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
             } else {
                 println!("seat {name} updated");
             }
+        }
+        // Live commands: `cli::run` sends them to the daemon before a ledger is opened.
+        SeatCmd::Pause { .. } | SeatCmd::Resume { .. } | SeatCmd::Reset { .. } => {
+            return Err(CliError::Other(anyhow::anyhow!(
+                "seat pause/resume/reset go to the daemon"
+            )))
         }
         SeatCmd::List => {
             let seats = ledger.seats().await?;

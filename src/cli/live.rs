@@ -1,7 +1,8 @@
 //! Live commands: they ask the running daemon over its control socket
 //! ([`crate::daemon::control`]) and open no database themselves.
 //!
-//! `status`, `calls --live`, `call hangup ID`, `reload`. When no daemon answers on the data
+//! `status`, `calls --live`, `call hangup ID`, `reload`, `seat pause|resume|reset NAME`,
+//! `queue`. When no daemon answers on the data
 //! directory's socket they say so and exit 3.
 
 use serde_json::{json, Value};
@@ -202,6 +203,75 @@ pub fn reload(g: &GlobalArgs) -> CliResult {
     }
     for w in r["warnings"].as_array().into_iter().flatten() {
         println!("warning: {}", s(w));
+    }
+    Ok(())
+}
+
+/// `seat pause NAME --reason TEXT`, `seat resume NAME`, `seat reset NAME`.
+pub fn seat(g: &GlobalArgs, action: &str, name: &str, reason: Option<&str>) -> CliResult {
+    if reason.is_some_and(|r| r.trim().is_empty()) {
+        return Err(CliError::field("--reason", "must not be empty"));
+    }
+    let r = ask(
+        g,
+        "seat",
+        json!({ "action": action, "name": name, "reason": reason }),
+    )?;
+    if g.json {
+        return print_json(&r);
+    }
+    let state = &r["seat"];
+    let shown = match state["reason"].as_str() {
+        Some(why) => format!("{} ({why})", s(&state["state"])),
+        None => s(&state["state"]),
+    };
+    println!("seat {name}: {shown}");
+    Ok(())
+}
+
+/// `queue [--json]`.
+pub fn queue(g: &GlobalArgs) -> CliResult {
+    let q = ask(g, "queue", Value::Null)?;
+    if g.json {
+        return print_json(&q);
+    }
+    let waiting = q["waiting"].as_array().cloned().unwrap_or_default();
+    if waiting.is_empty() {
+        println!("no caller waiting");
+    } else {
+        println!(
+            "  {:>3} {:<8} {:<20} {:<16} {:>8}  RINGING",
+            "#", "CALL", "CONTRACTOR", "CALLER", "WAIT"
+        );
+        for w in &waiting {
+            println!(
+                "  {:>3} {:<8} {:<20} {:<16} {:>8}  {}",
+                s(&w["position"]),
+                w["call"].as_i64().map_or("-".into(), |i| format!("#{i}")),
+                s(&w["contractor"]),
+                s(&w["caller"]),
+                mmss(w["wait_s"].as_u64().unwrap_or(0)),
+                s(&w["ringing_seat"]),
+            );
+        }
+    }
+    let seats = q["seats"].as_array().cloned().unwrap_or_default();
+    println!(
+        "  {:<12} {:<22} {:>8} {:>6}",
+        "SEAT", "STATE", "FOR", "TODAY"
+    );
+    for x in &seats {
+        let state = match x["reason"].as_str() {
+            Some(why) => format!("{} ({why})", s(&x["state"])),
+            None => s(&x["state"]),
+        };
+        println!(
+            "  {:<12} {:<22} {:>8} {:>6}",
+            s(&x["name"]),
+            state,
+            mmss(x["in_state_s"].as_u64().unwrap_or(0)),
+            s(&x["handled_today"]),
+        );
     }
     Ok(())
 }

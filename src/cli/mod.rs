@@ -66,6 +66,9 @@ pub enum Command {
     Seat(SeatCmd),
     /// Calls recorded in the ledger.
     Calls(CallsArgs),
+    /// Service level of a day from the queue log: offered, answer rate, speed of answer
+    /// (average, 90th percentile), abandon rate; per contractor and overall.
+    Stats(StatsArgs),
     /// Price a month of a contract without a database (sales and support).
     Quote(money::QuoteArgs),
     /// The monthly statement from the ledger.
@@ -77,6 +80,9 @@ pub enum Command {
     /// A call in progress (live; asks the running daemon).
     #[command(subcommand)]
     Call(CallCmd),
+    /// Callers waiting for a seat and every seat's state, time in state and calls handled
+    /// today (live; asks the running daemon).
+    Queue,
     /// Reload profiles, service hours and prompts in the running daemon (like SIGHUP);
     /// invalid files are refused with their errors and the running configuration is kept.
     Reload,
@@ -212,6 +218,18 @@ pub enum SeatCmd {
         /// Web console password (argon2-hashed).
         #[arg(long)]
         web_password: Option<String>,
+        /// A skill of this seat, e.g. `hearing` (preferred for contractors with the hearing
+        /// option); repeat for several.
+        #[arg(long = "skill", value_name = "SKILL")]
+        skills: Vec<String>,
+    },
+    /// Show a seat's skills, or replace them with the --skill list (--clear: none).
+    Skills {
+        name: String,
+        #[arg(long = "skill", value_name = "SKILL")]
+        skills: Vec<String>,
+        #[arg(long, conflicts_with = "skills")]
+        clear: bool,
     },
     /// Reset a seat's SIP and/or web password.
     Passwd {
@@ -223,6 +241,26 @@ pub enum SeatCmd {
     },
     /// List seats.
     List,
+    /// Pause a seat in the running daemon: no new calls are offered to it (a call ringing
+    /// now rings on). Live: asks the daemon.
+    Pause {
+        name: String,
+        /// Why, e.g. 休憩 or 研修 (shown in status and queue).
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a seat's pause (also one the daemon set after unanswered calls). Live.
+    Resume { name: String },
+    /// Force a seat back to available: no pause, no retry delay; a ringing offer is
+    /// withdrawn and what the call path really holds is re-read. Live.
+    Reset { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The day, YYYY-MM-DD (Asia/Tokyo).
+    #[arg(long)]
+    pub day: String,
 }
 
 #[derive(Debug, Args)]
@@ -389,6 +427,12 @@ pub fn run(cli: Cli) -> i32 {
         Command::Calls(args) if args.live => live::calls(&cli.global, &args),
         Command::Call(CallCmd::Hangup { call_id }) => live::hangup(&cli.global, &call_id),
         Command::Reload => live::reload(&cli.global),
+        Command::Queue => live::queue(&cli.global),
+        Command::Seat(SeatCmd::Pause { name, reason }) => {
+            live::seat(&cli.global, "pause", &name, Some(&reason))
+        }
+        Command::Seat(SeatCmd::Resume { name }) => live::seat(&cli.global, "resume", &name, None),
+        Command::Seat(SeatCmd::Reset { name }) => live::seat(&cli.global, "reset", &name, None),
         other => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -437,6 +481,7 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
         Command::Number(c) => admin::number(g, &ledger, c).await,
         Command::Seat(c) => admin::seat(g, &cfg, &ledger, c).await,
         Command::Calls(a) => admin::calls(g, &ledger, &a).await,
+        Command::Stats(a) => admin::stats(g, &ledger, &a).await,
         Command::Bill(a) => money::bill(g, &ledger, &a).await,
         Command::Serve(_)
         | Command::CheckConfig
@@ -444,6 +489,7 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
         | Command::Hours(_)
         | Command::Status
         | Command::Call(_)
+        | Command::Queue
         | Command::Reload => {
             unreachable!("handled without a ledger")
         }

@@ -62,8 +62,98 @@ pub struct Config {
     pub log: LogConfig,
     pub billing: BillingConfig,
     pub hours: CalendarConfig,
+    pub acd: AcdSection,
     pub security: SecurityConfig,
     pub metrics: MetricsConfig,
+}
+
+/// `[acd]`: call distribution (issue #6). Defaults: [`crate::acd`]'s constants, each
+/// with its reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcdSection {
+    /// A seat rings this long before the caller moves to the next one.
+    pub ring_timeout_s: u64,
+    /// Before a seat that let a call ring out is offered another.
+    pub retry_no_answer_s: u64,
+    /// Before a seat that answered 486 Busy is offered another.
+    pub retry_busy_s: u64,
+    /// Before a seat that declined (603 and other refusals) is offered another.
+    pub retry_decline_s: u64,
+    /// Consecutive no-answers that pause a seat with reason `no_answer`; 0 = never.
+    pub max_no_answer: u32,
+    /// Longest queue wait before the caller is asked to leave a message.
+    pub max_wait_s: u64,
+    /// Longest wrap-up after a call (ended earlier by the first-response record).
+    pub wrap_up_max_s: u64,
+    /// How long a caller waits for a seat with the contractor's preferred skill.
+    pub skill_fallback_s: u64,
+    /// Longest voice message.
+    pub recording_max_s: u64,
+}
+
+impl Default for AcdSection {
+    fn default() -> Self {
+        let d = crate::acd::AcdConfig::default();
+        AcdSection {
+            ring_timeout_s: d.ring_timeout.as_secs(),
+            retry_no_answer_s: d.retry_no_answer.as_secs(),
+            retry_busy_s: d.retry_busy.as_secs(),
+            retry_decline_s: d.retry_decline.as_secs(),
+            max_no_answer: d.max_no_answer,
+            max_wait_s: d.max_wait.as_secs(),
+            wrap_up_max_s: d.wrap_up_max.as_secs(),
+            skill_fallback_s: d.skill_fallback.as_secs(),
+            recording_max_s: DEFAULT_RECORDING_MAX_S,
+        }
+    }
+}
+
+/// Two minutes: enough for name, number and a message; bounded so that one caller cannot
+/// fill the disk (8 kB/s of G.711).
+pub const DEFAULT_RECORDING_MAX_S: u64 = 120;
+
+impl AcdSection {
+    /// The ACD's rules from this section.
+    pub fn rules(&self) -> crate::acd::AcdConfig {
+        let s = std::time::Duration::from_secs;
+        crate::acd::AcdConfig {
+            ring_timeout: s(self.ring_timeout_s),
+            retry_no_answer: s(self.retry_no_answer_s),
+            retry_busy: s(self.retry_busy_s),
+            retry_decline: s(self.retry_decline_s),
+            max_no_answer: self.max_no_answer,
+            max_wait: s(self.max_wait_s),
+            wrap_up_max: s(self.wrap_up_max_s),
+            skill_fallback: s(self.skill_fallback_s),
+        }
+    }
+
+    fn validate(&self, p: &mut impl FnMut(&str, String)) {
+        let range = |p: &mut dyn FnMut(&str, String), key: &str, v: u64, min: u64, max: u64| {
+            if !(min..=max).contains(&v) {
+                p(
+                    key,
+                    format!("must be between {min} and {max} seconds (got {v})"),
+                );
+            }
+        };
+        range(p, "acd.ring_timeout_s", self.ring_timeout_s, 5, 300);
+        // At least a second: with 0 a seat that refuses at once would be rung in a loop.
+        range(p, "acd.retry_no_answer_s", self.retry_no_answer_s, 1, 3600);
+        range(p, "acd.retry_busy_s", self.retry_busy_s, 1, 3600);
+        range(p, "acd.retry_decline_s", self.retry_decline_s, 1, 3600);
+        range(p, "acd.max_wait_s", self.max_wait_s, 5, 3600);
+        range(p, "acd.wrap_up_max_s", self.wrap_up_max_s, 0, 3600);
+        range(p, "acd.skill_fallback_s", self.skill_fallback_s, 0, 3600);
+        range(p, "acd.recording_max_s", self.recording_max_s, 5, 600);
+        if self.max_no_answer > 100 {
+            p(
+                "acd.max_no_answer",
+                format!("must be 100 or below (got {})", self.max_no_answer),
+            );
+        }
+    }
 }
 
 /// The Prometheus endpoint (issue #9 §2): off unless `listen` is set.
@@ -221,6 +311,7 @@ impl Default for Config {
                 auto_suspend_on_complaints: false,
             },
             hours: CalendarConfig::default(),
+            acd: AcdSection::default(),
             security: SecurityConfig::default(),
             metrics: MetricsConfig {
                 listen: String::new(),
@@ -344,6 +435,15 @@ const SCHEMA: &[(&str, LeafCheck)] = &[
     ("billing.auto_suspend_on_complaints", check::<bool>),
     // The service calendar is validated as a whole by `hours::CalendarConfig`.
     ("hours", check::<CalendarConfig>),
+    ("acd.ring_timeout_s", check::<u64>),
+    ("acd.retry_no_answer_s", check::<u64>),
+    ("acd.retry_busy_s", check::<u64>),
+    ("acd.retry_decline_s", check::<u64>),
+    ("acd.max_no_answer", check::<u32>),
+    ("acd.max_wait_s", check::<u64>),
+    ("acd.wrap_up_max_s", check::<u64>),
+    ("acd.skill_fallback_s", check::<u64>),
+    ("acd.recording_max_s", check::<u64>),
     ("security", check::<SecurityConfig>),
 ];
 
@@ -586,6 +686,7 @@ impl Config {
         for m in self.hours.validate() {
             p("hours", m);
         }
+        self.acd.validate(&mut p);
         if !self.metrics.listen.trim().is_empty() {
             match self.metrics.listen_addr() {
                 None => p(
@@ -735,6 +836,39 @@ mod tests {
         assert!(keys.contains(&"media.rtp_port_min"));
         assert!(keys.contains(&"sip.udp"));
         assert!(keys.contains(&"ledger.url"));
+    }
+
+    #[test]
+    fn acd_section_is_validated_field_by_field() {
+        let err = load_str(
+            "[acd]\nring_timeout_s = 1\nretry_busy_s = 0\nmax_wait_s = 100000\nmax_no_answer = 1000\nrecording_max_s = 2\n",
+            &[],
+        )
+        .expect_err("invalid");
+        let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "acd.ring_timeout_s",
+            "acd.retry_busy_s",
+            "acd.max_wait_s",
+            "acd.max_no_answer",
+            "acd.recording_max_s",
+        ] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
+        let ok = load_str("[acd]\nring_timeout_s = 20\nwrap_up_max_s = 0\n", &[]).unwrap();
+        assert_eq!(
+            ok.acd.rules().ring_timeout,
+            std::time::Duration::from_secs(20)
+        );
+        assert_eq!(
+            Config::default().acd.rules(),
+            crate::acd::AcdConfig::default()
+        );
+        let unknown = load_str("[acd]\nring_timeout = 20\n", &[]).expect_err("unknown key");
+        assert!(
+            unknown.0.iter().any(|p| p.key.contains("ring_timeout")),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -264,7 +264,14 @@ impl Admitter {
                                 },
                                 Then::Route => {
                                     let c = owner.map(|o| o.contractor.clone());
+                                    // Contractors with the hearing option prefer seats
+                                    // trained for it (issue #6 §2).
+                                    let skill = c
+                                        .as_ref()
+                                        .filter(|c| c.hearing)
+                                        .map(|_| "hearing".to_owned());
                                     Admission::Route {
+                                        skill,
                                         row,
                                         contractor_id: c.as_ref().map_or(0, |c| c.id),
                                         name: c

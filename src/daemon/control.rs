@@ -14,7 +14,8 @@
 //! argument, unknown call: the CLI exits 2) and `failed` for anything else (exit 1). A
 //! connection may send several requests; it is closed after [`IDLE_TIMEOUT`] without one.
 //!
-//! Commands: `ping`, `status`, `calls` (in progress), `hangup {id}`, `reload`.
+//! Commands: `ping`, `status`, `calls` (in progress), `hangup {id}`, `reload`,
+//! `seat {action, name, reason}` (pause/resume/reset), `queue`.
 //!
 //! **Adding a command** (e.g. the ACD's `seat pause`): write an `async fn` taking
 //! `(&Control, &Value)` and returning `Result<Value, CommandError>` (usually one
@@ -123,6 +124,8 @@ pub const COMMANDS: &[(&str, Command)] = &[
     ("calls", |c, _| Box::pin(super::status::live_calls(c))),
     ("hangup", |c, a| Box::pin(hangup(c, a))),
     ("reload", |c, _| Box::pin(reload(c))),
+    ("seat", |c, a| Box::pin(seat(c, a))),
+    ("queue", |c, _| Box::pin(queue(c))),
 ];
 
 async fn ping(c: &Control) -> Result<Value, CommandError> {
@@ -142,6 +145,95 @@ async fn hangup(c: &Control, args: &Value) -> Result<Value, CommandError> {
         Ok(()) => Ok(json!({ "id": id, "hung_up": true })),
         Err(e) => Err(CommandError::input(format!("call {id}: {e}"))),
     }
+}
+
+/// `seat {action: pause|resume|reset, name, reason?}` (issue #6 §6).
+async fn seat(c: &Control, args: &Value) -> Result<Value, CommandError> {
+    use crate::acd::AcdError;
+    use crate::sip::b2bua::SeatCommand;
+    let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_owned);
+    let action = text("action").unwrap_or_default();
+    let name = text("name")
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| CommandError::input("seat: args.name (a seat name) is required"))?;
+    let seat = name.clone().into();
+    let command = match action.as_str() {
+        "pause" => SeatCommand::Pause {
+            seat,
+            reason: text("reason").unwrap_or_default(),
+        },
+        "resume" => SeatCommand::Resume { seat },
+        "reset" => SeatCommand::Reset { seat },
+        other => {
+            return Err(CommandError::input(format!(
+                "seat: args.action must be pause, resume or reset (got {other:?})"
+            )))
+        }
+    };
+    match c.core.seat(command).await? {
+        Ok(()) => {
+            let q = c.core.queue().await?;
+            let state = q.seats.iter().find(|s| s.name == name).map(|s| &s.state);
+            Ok(json!({ "name": name, "action": action, "seat": state }))
+        }
+        Err(AcdError::UnknownSeat(_)) => Err(CommandError::input(format!(
+            "NAME: no seat named {name:?} (`smartdesk seat list` shows them)"
+        ))),
+        Err(AcdError::EmptyReason) => Err(CommandError::input(
+            "--reason: a pause needs a reason (e.g. 休憩, 研修)",
+        )),
+    }
+}
+
+/// `queue`: waiting callers (oldest first) and every seat's state (issue #6 §6). The
+/// callers' numbers are shown (national format, or 非通知): the socket is the daemon
+/// user's only, as the ledger is.
+async fn queue(c: &Control) -> Result<Value, CommandError> {
+    let q = c.core.queue().await?;
+    let snap = c.core.snapshot().await?;
+    let names: std::collections::HashMap<i64, &str> = q
+        .seats
+        .iter()
+        .map(|s| (s.seat_id, s.name.as_str()))
+        .collect();
+    let waiting: Vec<Value> = q
+        .waiting
+        .iter()
+        .map(|w| {
+            let call = snap.calls.iter().find(|l| l.call == w.call);
+            json!({
+                "position": w.position,
+                "call": call.and_then(|l| l.id),
+                "contractor_id": w.contractor,
+                "contractor": call.and_then(|l| l.contractor.clone()),
+                "caller": call.map(|l| l.caller.clone()),
+                "wait_s": w.wait_ms / 1000,
+                "ringing_seat": w.ringing_seat.and_then(|s| names.get(&s).copied()),
+                "skill": w.skill,
+            })
+        })
+        .collect();
+    let seats: Vec<Value> = q
+        .seats
+        .iter()
+        .map(|s| {
+            let reason = match &s.state {
+                crate::acd::SeatState::Paused { reason } => Some(reason.clone()),
+                _ => None,
+            };
+            json!({
+                "id": s.seat_id,
+                "name": s.name,
+                "state": s.state.name(),
+                "reason": reason,
+                "in_state_s": s.in_state_ms / 1000,
+                "handled_today": s.handled,
+                "skills": s.skills,
+                "consecutive_no_answers": s.consecutive_no_answers,
+            })
+        })
+        .collect();
+    Ok(json!({ "waiting": waiting, "seats": seats }))
 }
 
 async fn reload(c: &Control) -> Result<Value, CommandError> {

@@ -79,6 +79,7 @@ use tokio::time::Sleep;
 
 use crate::media::g711::{Law, FRAME_SAMPLES};
 use crate::media::player::{PromptPlayer, StreamParams, PACKET_BYTES, PACKET_INTERVAL};
+use crate::media::recorder::Recorder;
 use crate::media::relay::{PacketKind, RelaySession, MAX_PACKET_BYTES};
 use crate::media::tone::{CngDetector, CngStatus};
 
@@ -145,6 +146,13 @@ pub enum MediaEvent {
     PlayFinished { call: CallKey, leg: Leg },
     /// A T.30 CNG cadence was detected in leg A's audio. Once per call.
     FaxTone { call: CallKey },
+    /// What leg A sent since [`MediaEdge::record`], when the call's media stops (just before
+    /// `Stopped`): G.711 samples of `law`, 8 kHz.
+    Recorded {
+        call: CallKey,
+        law: Law,
+        samples: Vec<u8>,
+    },
     /// The call's task has ended and its four sockets are closed: the ports may be reused.
     /// Counters are the relay's (played prompt packets are not included).
     Stopped {
@@ -177,6 +185,8 @@ struct Commands {
     remote: [Option<Remote>; 2],
     hold: [Option<bool>; 2],
     play: [Option<PlayCommand>; 2],
+    /// Start recording leg A: codec and the most samples to keep.
+    record: Option<(Law, usize)>,
     #[cfg(test)]
     crash: bool,
 }
@@ -265,6 +275,8 @@ impl MediaEdge {
             players: [None, None],
             streams: [OutStream::random(), OutStream::random()],
             fax: FaxWatch::new(),
+            recorder: None,
+            record_armed: None,
             outbox: Outbox::default(),
             timer: Box::pin(tokio::time::sleep_until(now)),
             armed: None,
@@ -309,6 +321,12 @@ impl MediaEdge {
                 repeat,
             })
         });
+    }
+
+    /// Records what leg A sends (RTP of `law`'s payload type), at most `max_samples`; the
+    /// recording comes back as [`MediaEvent::Recorded`] when the call stops.
+    pub fn record(&mut self, call: CallKey, law: Law, max_samples: usize) {
+        self.command(call, |c| c.record = Some((law, max_samples)));
     }
 
     /// Stops a prompt playing to `leg` (no `PlayFinished`); relaying to it resumes.
@@ -526,6 +544,11 @@ struct CallTask {
     players: [Option<Playing>; 2],
     streams: [OutStream; 2],
     fax: FaxWatch,
+    /// Message taking: leg A's audio. Armed with the preferred law and the length limit; the
+    /// recorder is made on the first G.711 packet, in that packet's law (a caller offered both
+    /// laws may send either).
+    recorder: Option<Recorder>,
+    record_armed: Option<(Law, usize)>,
     outbox: Outbox,
     /// The one timer of the call, allocated at start and re-armed in place.
     timer: Pin<Box<Sleep>>,
@@ -560,6 +583,8 @@ impl CallTask {
             events,
             mut outbox,
             send_failures,
+            recorder,
+            record_armed,
             ..
         } = self;
         // Ports are free again before the core hears about it.
@@ -574,6 +599,18 @@ impl CallTask {
                     }
                 }
             }
+        }
+        // Armed but nothing G.711 came: an empty recording (the caller said nothing).
+        let recorder = recorder.or(record_armed.map(|(law, max)| Recorder::new(law, max)));
+        if let Some(r) = recorder {
+            let law = r.law();
+            let _ = events
+                .send(MediaEvent::Recorded {
+                    call,
+                    law,
+                    samples: r.into_samples(),
+                })
+                .await;
         }
         let (a, b) = (*relay.stats(Leg::A), *relay.stats(Leg::B));
         tracing::debug!(call, ?a, ?b, send_failures, "call media stopped");
@@ -626,6 +663,10 @@ impl CallTask {
             panic!("test-only crash of call {}", self.call);
         }
         let now = tokio::time::Instant::now().into_std();
+        if let Some(armed) = taken.record {
+            self.recorder = None;
+            self.record_armed = Some(armed);
+        }
         for leg in LEGS {
             let i = idx(leg);
             if let Some(remote) = taken.remote[i] {
@@ -699,8 +740,23 @@ impl CallTask {
         let before = self.relay.stats(leg).packets_in;
         let forward = self.relay.handle_packet(now, leg, kind, src, data);
         let accepted = self.relay.stats(leg).packets_in != before;
-        if accepted && leg == Leg::A && kind == PacketKind::Rtp && self.fax.feed(data) {
-            self.outbox.fax = true;
+        if accepted && leg == Leg::A && kind == PacketKind::Rtp {
+            if self.fax.feed(data) {
+                self.outbox.fax = true;
+            }
+            if let Some((_, max)) = self.record_armed {
+                let pt = RtpReader::new(data).ok().map(|r| r.payload_type());
+                if let Some(law) = [Law::Pcmu, Law::Pcma]
+                    .into_iter()
+                    .find(|l| Some(l.payload_type()) == pt)
+                {
+                    self.recorder = Some(Recorder::new(law, max));
+                    self.record_armed = None;
+                }
+            }
+            if let Some(r) = self.recorder.as_mut() {
+                r.push_rtp(data);
+            }
         }
         let Some(f) = forward else { return };
         if kind == PacketKind::Rtp && self.players[idx(f.leg_out)].is_some() {

@@ -184,7 +184,15 @@ impl Metrics {
             "gauge",
             "Calls in progress, by state.",
         );
-        for state in ["admitting", "ringing", "announcing", "answered", "ending"] {
+        for state in [
+            "admitting",
+            "queued",
+            "ringing",
+            "message",
+            "announcing",
+            "answered",
+            "ending",
+        ] {
             let n = snap.calls.iter().filter(|c| c.state == state).count();
             let _ = writeln!(o, "smartdesk_calls_in_progress{{state=\"{state}\"}} {n}");
         }
@@ -200,13 +208,15 @@ impl Metrics {
             "smartdesk_queue_wait_seconds",
             "From the carrier's INVITE to a seat's answer, for answered calls.",
         );
-        family(
-            &mut o,
-            "smartdesk_seats",
-            "gauge",
-            "Registered seats, by state.",
-        );
-        for state in ["idle", "ringing", "on_call"] {
+        family(&mut o, "smartdesk_seats", "gauge", "Seats, by ACD state.");
+        for state in [
+            "offline",
+            "available",
+            "ringing",
+            "on_call",
+            "wrap_up",
+            "paused",
+        ] {
             let n = snap.seats.iter().filter(|s| s.state == state).count();
             let _ = writeln!(o, "smartdesk_seats{{state=\"{state}\"}} {n}");
         }

@@ -35,6 +35,16 @@ pub const FILES: &[(Prompt, &str, &[u8])] = &[
         "please_wait.wav",
         include_bytes!("../../prompts/please_wait.wav"),
     ),
+    (
+        Prompt::Ringback,
+        "ringback.wav",
+        include_bytes!("../../prompts/ringback.wav"),
+    ),
+    (
+        Prompt::LeaveMessage,
+        "leave_message.wav",
+        include_bytes!("../../prompts/leave_message.wav"),
+    ),
 ];
 
 /// Loaded prompts, both laws each.

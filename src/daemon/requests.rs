@@ -9,8 +9,9 @@
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::acd::{AcdError, AcdSnapshot};
 use crate::config::profiles::Trunk;
-use crate::sip::b2bua::{B2buaStats, HangupError, LiveCall};
+use crate::sip::b2bua::{B2buaStats, HangupError, LiveCall, SeatCommand, SeatRef};
 use crate::sip::counters::SipCounters;
 use crate::sip::seats::RegistryConfig;
 
@@ -23,6 +24,10 @@ pub const REQUEST_QUEUE: usize = 256;
 pub enum CoreRequest {
     /// Counters of the call path.
     Stats(oneshot::Sender<B2buaStats>),
+    /// Waiting callers and seat states (`smartdesk queue`).
+    Queue(oneshot::Sender<AcdSnapshot>),
+    /// `smartdesk seat pause|resume|reset` (by name) and the console's pause/resume (by id).
+    Seat(SeatCommand, oneshot::Sender<Result<(), AcdError>>),
     /// Calls, seats, trunks and counters as they are now (status, `calls --live`, metrics).
     Snapshot(oneshot::Sender<CoreSnapshot>),
     /// End the call whose ledger row is `id` (see `sip::b2bua::ops` for what each phase gets).
@@ -36,20 +41,10 @@ pub enum CoreRequest {
     HangupAll(oneshot::Sender<usize>),
     /// Reloaded profiles and prompts (already validated); an `Err` keeps the old ones.
     Reload(Box<Reload>, oneshot::Sender<Result<(), String>>),
-    /// The operator pauses the seat (休憩, 後処理…) from the console: no new calls until
-    /// resumed. Answered `true` when the call path took it into account.
-    SeatPause {
-        seat: i64,
-        reason: String,
-        reply: oneshot::Sender<bool>,
-    },
-    /// The operator resumes a paused seat.
-    SeatResume {
-        seat: i64,
-        reply: oneshot::Sender<bool>,
-    },
-    /// The operator submitted the first-response record of `call_row`: wrap-up (後処理)
-    /// for that call is over and the seat may take the next call.
+    /// The operator submitted the first-response record of `call_row` (the console):
+    /// wrap-up (後処理) for that call is over and the seat may take the next call. Answers
+    /// whether it applied (the seat's last answered call is `call_row`; see
+    /// `B2bua::record_submitted`).
     RecordSubmitted {
         seat: i64,
         call_row: i64,
@@ -65,13 +60,18 @@ pub struct Reload {
     pub prompts: Prompts,
 }
 
-/// A seat the registrar knows, with what the call path is doing with it.
+/// A seat of the ledger with its ACD state (issue #6 §1).
 #[derive(Debug, Clone, Serialize)]
 pub struct SeatView {
     pub id: i64,
     pub name: String,
-    /// `idle`, `ringing` or `on_call` (the ACD adds `paused`, `wrap_up` …).
+    /// `offline`, `available`, `ringing`, `on_call`, `wrap_up` or `paused`.
     pub state: &'static str,
+    /// Why the seat is paused (`paused` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Seconds in this state.
+    pub in_state_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,7 +88,7 @@ pub struct CoreSnapshot {
     pub calls: Vec<LiveCall>,
     pub seats: Vec<SeatView>,
     pub trunks: Vec<TrunkView>,
-    /// Calls waiting for a free seat. Always 0 until the ACD (issue #6) queues calls.
+    /// Calls waiting in the ACD's queue (a seat may be ringing for them).
     pub queue_depth: usize,
     pub stats: B2buaStats,
     pub sip: SipCounters,
@@ -139,6 +139,14 @@ impl CoreHandle {
         self.ask(CoreRequest::Stats).await
     }
 
+    pub async fn queue(&self) -> Result<AcdSnapshot, CoreError> {
+        self.ask(CoreRequest::Queue).await
+    }
+
+    pub async fn seat(&self, command: SeatCommand) -> Result<Result<(), AcdError>, CoreError> {
+        self.ask(|reply| CoreRequest::Seat(command, reply)).await
+    }
+
     pub async fn snapshot(&self) -> Result<CoreSnapshot, CoreError> {
         self.ask(CoreRequest::Snapshot).await
     }
@@ -160,18 +168,21 @@ impl CoreHandle {
             .await
     }
 
+    /// The console's pause (the operator's own seat, by id): answers whether it applied.
     pub async fn seat_pause(&self, seat: i64, reason: String) -> Result<bool, CoreError> {
-        self.ask(|reply| CoreRequest::SeatPause {
-            seat,
+        let command = SeatCommand::Pause {
+            seat: SeatRef::Id(seat),
             reason,
-            reply,
-        })
-        .await
+        };
+        Ok(self.seat(command).await?.is_ok())
     }
 
+    /// The console's resume: answers whether it applied.
     pub async fn seat_resume(&self, seat: i64) -> Result<bool, CoreError> {
-        self.ask(|reply| CoreRequest::SeatResume { seat, reply })
-            .await
+        let command = SeatCommand::Resume {
+            seat: SeatRef::Id(seat),
+        };
+        Ok(self.seat(command).await?.is_ok())
     }
 
     pub async fn record_submitted(&self, seat: i64, call_row: i64) -> Result<bool, CoreError> {

@@ -48,7 +48,7 @@ use super::requests::{CoreRequest, CoreSnapshot, SeatView, TrunkView};
 use super::seat_feed::{self, SeatCalls};
 use super::{Clock, Daemon};
 use crate::config::{Profiles, SipConfig};
-use crate::ledger::CallUpdate;
+use crate::ledger::{CallUpdate, NewQueueEvent, NewVoiceMessage};
 use crate::ledger::{Ledger, Seat};
 use crate::media::relay::RelayConfig;
 use crate::sip::auth::ServerSecret;
@@ -126,6 +126,8 @@ enum Inbound {
     },
     /// Fresh seat credentials from the ledger.
     Credentials(Vec<SeatCredential>),
+    /// Seats with their skills, from the ledger.
+    Seats(Vec<(i64, String, Vec<String>)>),
     /// The ledger writer finished registry effects up to this number.
     EffectsDone(u64),
 }
@@ -196,11 +198,20 @@ fn credentials(seats: Vec<Seat>, realm: &str) -> (Vec<SeatCredential>, Vec<Strin
     (out, other_realm)
 }
 
+/// Seat ids, names and skills for the ACD.
+fn seat_skills(seats: &[Seat]) -> Vec<(i64, String, Vec<String>)> {
+    seats
+        .iter()
+        .map(|s| (s.id, s.name.clone(), s.skills.clone()))
+        .collect()
+}
+
 /// Loads credentials and the bindings of the previous run into the registry.
 async fn prime_registry(endpoint: &mut Endpoint, ledger: &Ledger, clock: Clock) {
     let realm = endpoint.registry().realm().to_owned();
     match ledger.seats().await {
         Ok(seats) => {
+            let skills = seat_skills(&seats);
             let (creds, other_realm) = credentials(seats, &realm);
             if !other_realm.is_empty() {
                 tracing::warn!(
@@ -211,6 +222,7 @@ async fn prime_registry(endpoint: &mut Endpoint, ledger: &Ledger, clock: Clock) 
                 );
             }
             endpoint.registry_mut().set_credentials(creds);
+            endpoint.set_seats(Instant::now().into_std(), &skills);
         }
         Err(e) => tracing::error!(error = %e, "cannot load seat credentials; retrying every 2 s"),
     }
@@ -247,8 +259,6 @@ const ADMIT_QUEUE: usize = 8192;
 const UPDATE_QUEUE: usize = 65_536;
 /// Media events queued for the core.
 const MEDIA_EVENTS: usize = 4096;
-/// How long a seat rings before the call moves on.
-pub const RING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent calls; each holds two RTP port pairs, so the port range bounds it too.
 pub const MAX_CALLS: usize = 20_000;
 
@@ -322,7 +332,8 @@ pub(super) async fn run(
         rtp_port_min: cfg.media.rtp_port_min,
         rtp_port_max: cfg.media.rtp_port_max,
         codecs: vec![Codec::Pcmu, Codec::Pcma],
-        ring_timeout: RING_TIMEOUT,
+        acd: cfg.acd.rules(),
+        recording_max: Duration::from_secs(cfg.acd.recording_max_s),
         trunks: profiles.trunks.clone(),
         seat_domain: profiles.seats.realm.clone(),
         max_calls: MAX_CALLS,
@@ -347,6 +358,7 @@ pub(super) async fn run(
     };
     endpoint.set_unix_base(Instant::now().into_std(), unix_of(d.clock.now()));
     prime_registry(&mut endpoint, &d.ledger, d.clock).await;
+    endpoint.seats_changed(Instant::now().into_std());
     let (admit_tx, admit_rx) = mpsc::channel(ADMIT_QUEUE);
     let (admitted_tx, admitted_rx) = mpsc::channel(ADMIT_QUEUE);
     let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
@@ -381,6 +393,9 @@ pub(super) async fn run(
             registrations_seq: 0,
             clock: d.clock,
             media_timeout: Duration::from_secs(cfg.media.media_timeout_s),
+            recordings_dir: cfg.daemon.data_dir.join("recordings"),
+            recordings: HashMap::new(),
+            day: tokyo_day(d.clock),
             metrics: d.metrics.clone(),
             seat_feed,
         },
@@ -452,8 +467,11 @@ async fn refresh_credentials(ledger: Ledger, realm: String, tx: mpsc::Sender<Inb
                     tracing::info!("seat credentials load again");
                     failing = false;
                 }
+                let skills = seat_skills(&seats);
                 let (creds, _) = credentials(seats, &realm);
-                if tx.send(Inbound::Credentials(creds)).await.is_err() {
+                if tx.send(Inbound::Credentials(creds)).await.is_err()
+                    || tx.send(Inbound::Seats(skills)).await.is_err()
+                {
                     return;
                 }
             }
@@ -523,9 +541,22 @@ struct Core {
     registrations_seq: u64,
     clock: Clock,
     media_timeout: Duration,
+    /// Voice messages: `<data_dir>/recordings/<call row>.wav`.
+    recordings_dir: std::path::PathBuf,
+    /// Calls being recorded: call → row.
+    recordings: HashMap<u64, i64>,
+    /// The Tokyo date "calls handled today" counts for.
+    day: chrono::NaiveDate,
     metrics: Arc<Metrics>,
     /// What each seat has on its line, for the operator console.
     seat_feed: watch::Sender<SeatCalls>,
+}
+
+fn tokyo_day(clock: Clock) -> chrono::NaiveDate {
+    clock
+        .now()
+        .with_timezone(&chrono_tz::Asia::Tokyo)
+        .date_naive()
 }
 
 impl Core {
@@ -618,7 +649,32 @@ impl Core {
                         .endpoint
                         .handle_media(now, call, MediaNotice::PlayFinished),
                 },
+                CallEffect::MediaStopPlay { call, leg } => self.media.stop_play(call, leg),
+                CallEffect::MediaRecord {
+                    call,
+                    row,
+                    law,
+                    max,
+                } => {
+                    let samples = usize::try_from(max.as_millis() * 8).unwrap_or(usize::MAX);
+                    self.media.record(call, law, samples);
+                    self.recordings.insert(call, row);
+                }
                 CallEffect::MediaStop { call } => self.media.stop(call),
+                CallEffect::Queue {
+                    row,
+                    contractor,
+                    kind,
+                    ..
+                } => self.update(CallUpdate::QueueEvent(NewQueueEvent {
+                    call_id: row,
+                    contractor_id: contractor,
+                    kind: kind.name().to_owned(),
+                    seat_id: kind.seat(),
+                    wait_ms: kind.wait_ms().map(|w| i64::try_from(w).unwrap_or(i64::MAX)),
+                    position: kind.position().map(i64::from),
+                    at: self.clock.now(),
+                })),
             }
         }
         while let Some(ended) = self.endpoint.poll_ended_call() {
@@ -661,15 +717,19 @@ impl Core {
         let Some(b) = self.endpoint.b2bua() else {
             return CoreSnapshot::default();
         };
-        let states: HashMap<i64, &'static str> = b.seat_states().into_iter().collect();
-        let seats = self
-            .endpoint
-            .registry()
-            .registered_seats()
-            .map(|(id, name)| SeatView {
-                id,
-                name: name.to_owned(),
-                state: states.get(&id).copied().unwrap_or("idle"),
+        let acd = b.acd().snapshot(now);
+        let seats = acd
+            .seats
+            .into_iter()
+            .map(|s| SeatView {
+                id: s.seat_id,
+                name: s.name,
+                state: s.state.name(),
+                reason: match s.state {
+                    crate::acd::SeatState::Paused { reason } => Some(reason),
+                    _ => None,
+                },
+                in_state_s: s.in_state_ms / 1000,
             })
             .collect();
         let trunks = b
@@ -685,7 +745,7 @@ impl Core {
             calls: b.live_calls(now),
             seats,
             trunks,
-            queue_depth: 0,
+            queue_depth: acd.waiting.len(),
             stats: b.stats(),
             sip: self.endpoint.counters(),
             auth_failures: self.endpoint.registry().auth_failures(),
@@ -704,6 +764,19 @@ impl Core {
             CoreRequest::Stats(reply) => {
                 let stats = self.endpoint.b2bua().map(|b| b.stats()).unwrap_or_default();
                 let _ = reply.send(stats);
+            }
+            CoreRequest::Queue(reply) => {
+                let _ = reply.send(self.endpoint.acd_snapshot(now));
+            }
+            CoreRequest::Seat(command, reply) => {
+                let _ = reply.send(self.endpoint.seat_command(now, command));
+            }
+            CoreRequest::RecordSubmitted {
+                seat,
+                call_row,
+                reply,
+            } => {
+                let _ = reply.send(self.endpoint.record_submitted(now, seat, call_row));
             }
             CoreRequest::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(now));
@@ -742,14 +815,57 @@ impl Core {
                     });
                 let _ = reply.send(result);
             }
-            // Seat availability (pause, wrap-up) belongs to the ACD (issue #6), which
-            // connects these; until then they change nothing and say so (`false`).
-            CoreRequest::SeatPause { reply, .. }
-            | CoreRequest::SeatResume { reply, .. }
-            | CoreRequest::RecordSubmitted { reply, .. } => {
-                let _ = reply.send(false);
-            }
         }
+    }
+
+    /// A caller's voice message: written as `<data_dir>/recordings/<row>.wav` off the core
+    /// task, then its ledger row goes through the row-update writer (in order after the
+    /// call's outcome). The row is what the report outbox picks up (see `ledger::queue`).
+    fn save_recording(&mut self, call: u64, law: crate::media::g711::Law, samples: Vec<u8>) {
+        let Some(row) = self.recordings.remove(&call) else {
+            return;
+        };
+        let dir = self.recordings_dir.clone();
+        let updates = self.updates.clone();
+        let clock = self.clock;
+        tokio::spawn(async move {
+            let path = dir.join(format!("{row}.wav"));
+            // 8000 samples a second, one byte each.
+            let duration_ms = i64::try_from(samples.len() / 8).unwrap_or(i64::MAX);
+            let written = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || -> Result<(), String> {
+                    let wav = crate::media::wav::write_wav_g711_8k(law, &samples)
+                        .map_err(|e| e.to_string())?;
+                    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                    let tmp = path.with_extension("wav.tmp");
+                    std::fs::write(&tmp, wav).map_err(|e| e.to_string())?;
+                    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+                }
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {
+                    tracing::info!(call = row, duration_ms, "voice message saved");
+                    let m = NewVoiceMessage {
+                        call_id: row,
+                        path: path.display().to_string(),
+                        duration_ms,
+                        created_at: clock.now(),
+                    };
+                    if updates.send(CallUpdate::VoiceMessage(m)).await.is_err() {
+                        tracing::error!(
+                            call = row,
+                            "voice message not recorded in the ledger: writer gone"
+                        );
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(call = row, error = %e, "voice message could not be written")
+                }
+                Err(e) => tracing::error!(call = row, error = %e, "voice message writer failed"),
+            }
+        });
     }
 
     fn update(&mut self, u: CallUpdate) {
@@ -810,8 +926,13 @@ async fn core_task(
             Input::Timer => endpoint.handle_timeout(now),
             Input::Request(r) => core.handle_request(now, r),
             Input::Admitted(call, a) => endpoint.handle_admission(now, call, a),
+            Input::Media(MediaEvent::Recorded { call, law, samples }) => {
+                core.save_recording(call, law, samples)
+            }
             Input::Media(e) => {
                 let (call, notice) = match e {
+                    // Taken by the arm above; nothing for the call path.
+                    MediaEvent::Recorded { .. } => continue,
                     MediaEvent::Timeout { call } => (call, MediaNotice::Timeout),
                     MediaEvent::PlayFinished { call, .. } => (call, MediaNotice::PlayFinished),
                     MediaEvent::FaxTone { call } => (call, MediaNotice::FaxTone),
@@ -839,10 +960,20 @@ async fn core_task(
             Input::Net(Inbound::Closed { conn }) => {
                 writers.remove(&conn);
                 endpoint.registry_mut().connection_closed(conn);
+                endpoint.seats_changed(now);
+            }
+            Input::Net(Inbound::Seats(seats)) => {
+                endpoint.set_seats(now, &seats);
+                let day = tokyo_day(core.clock);
+                if day != core.day {
+                    core.day = day;
+                    core.endpoint.reset_daily_counts();
+                }
             }
             Input::Net(Inbound::EffectsDone(done)) => endpoint.registry_effects_done(now, done),
             Input::Net(Inbound::Credentials(creds)) => {
                 endpoint.registry_mut().set_credentials(creds);
+                endpoint.seats_changed(now);
                 // Follow wall-clock adjustments (and `--clock`) at the same pace.
                 endpoint.set_unix_base(Instant::now().into_std(), unix_of(core.clock.now()));
             }

@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use super::{on_pool, Ledger, LedgerError};
 
+/// A message's call: contractor, its name, arrival, caller, number.
+type MessageFacts = (i64, String, DateTime<Utc>, Option<String>, String);
+
 #[derive(Debug, Clone)]
 pub struct NewCall {
     pub trunk: String,
@@ -61,6 +64,10 @@ pub enum CallUpdate {
         seat_id: Option<i64>,
         at: DateTime<Utc>,
     },
+    /// An entry of the queue log (issue #6 §7), in order with the call's other updates.
+    QueueEvent(super::queue::NewQueueEvent),
+    /// A caller's voice message (see [`Ledger::add_voice_message`]).
+    VoiceMessage(super::queue::NewVoiceMessage),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -183,6 +190,85 @@ impl Ledger {
                             .bind(id)
                             .execute(&mut *tx)
                             .await?;
+                        }
+                        CallUpdate::QueueEvent(e) => {
+                            sqlx::query(super::queue::INSERT_QUEUE_EVENT)
+                                .bind(e.call_id)
+                                .bind(e.contractor_id)
+                                .bind(&e.kind)
+                                .bind(e.seat_id)
+                                .bind(e.wait_ms)
+                                .bind(e.position)
+                                .bind(e.at)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        CallUpdate::VoiceMessage(m) => {
+                            let new = sqlx::query(super::queue::INSERT_VOICE_MESSAGE)
+                                .bind(m.call_id)
+                                .bind(&m.path)
+                                .bind(m.duration_ms)
+                                .bind(m.created_at)
+                                .execute(&mut *tx)
+                                .await?
+                                .rows_affected()
+                                > 0;
+                            if !new {
+                                continue;
+                            }
+                            // The message reaches the contractor through the report outbox:
+                            // queued in this transaction, so a stored message is never left
+                            // unreported (and a replayed batch queues nothing twice).
+                            let facts: Option<MessageFacts> = sqlx::query_as(
+                                "SELECT c.contractor_id, k.name, c.started_at, c.caller, c.number
+                                     FROM calls c JOIN contractors k ON k.id = c.contractor_id
+                                     WHERE c.id = $1",
+                            )
+                            .bind(m.call_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            let Some((contractor_id, name, received_at, caller, number)) = facts
+                            else {
+                                continue;
+                            };
+                            let recording = std::path::Path::new(&m.path)
+                                .file_name()
+                                .map(|f| f.to_string_lossy().into_owned())
+                                .unwrap_or_default();
+                            let report = crate::reports::Report::voice_message(
+                                &crate::reports::MessageFacts {
+                                    call_id: m.call_id,
+                                    contractor_id,
+                                    contractor_name: name,
+                                    received_at,
+                                    caller,
+                                    number,
+                                    duration_ms: m.duration_ms,
+                                    recording,
+                                    at: m.created_at,
+                                },
+                            );
+                            let payload = serde_json::to_string(&report).unwrap_or_default();
+                            let channels: Vec<(i64, String, String)> = sqlx::query_as(
+                                "SELECT id, kind, target FROM report_channels
+                                 WHERE contractor_id = $1 AND removed_at IS NULL ORDER BY id",
+                            )
+                            .bind(contractor_id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                            for (channel_id, kind, target) in channels {
+                                sqlx::query(super::reports::INSERT_MESSAGE_REPORT)
+                                    .bind(contractor_id)
+                                    .bind(m.call_id)
+                                    .bind(channel_id)
+                                    .bind(&kind)
+                                    .bind(&target)
+                                    .bind(&payload)
+                                    .bind(super::idempotency_key("message", m.call_id, channel_id))
+                                    .bind(m.created_at)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
                         }
                     }
                 }

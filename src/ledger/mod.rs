@@ -11,6 +11,7 @@
 
 mod calls;
 mod contractors;
+mod queue;
 mod records;
 mod registrations;
 mod reports;
@@ -29,6 +30,7 @@ pub use contractors::{
     CancellationRow, Contractor, ContractorState, NewContractor, NumberRow, PlanChangeRow,
     SuspensionRow,
 };
+pub use queue::{NewQueueEvent, NewVoiceMessage, QueueEventRow, VoiceMessage};
 pub use records::{EarlierCall, NewFirstResponse, RecordFilter, RecordView, CATEGORIES};
 pub use reports::{
     idempotency_key, NewChannel, OutboxCounts, OutboxRow, ReportChannel, CHANNEL_KINDS,

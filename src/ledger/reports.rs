@@ -72,6 +72,14 @@ const OUTBOX_COLUMNS: &str = "id, contractor_id, record_id, call_id, channel_id,
      idempotency_key, report_kind, state, attempts, next_attempt_at, last_error, created_at, delivered_at";
 
 /// The idempotency key of a report to one channel: stable across retries and restarts.
+/// One outbox row for a voice message (report kind `message`); a second one for the same
+/// call and channel is ignored.
+pub(super) const INSERT_MESSAGE_REPORT: &str =
+    "INSERT INTO outbox (contractor_id, record_id, call_id, channel_id, channel_kind, target,
+         payload, idempotency_key, report_kind, state, attempts, next_attempt_at, created_at)
+     VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, 'message', 'pending', 0, $8, $8)
+     ON CONFLICT (idempotency_key) DO NOTHING";
+
 pub fn idempotency_key(report_kind: &str, report_id: i64, channel_id: i64) -> String {
     format!("smartdesk-{report_kind}-{report_id}-ch{channel_id}")
 }
@@ -164,23 +172,18 @@ impl Ledger {
             .await?;
             for (channel_id, kind, target) in channels {
                 let key = idempotency_key("message", call_id, channel_id);
-                queued += sqlx::query(
-                    "INSERT INTO outbox (contractor_id, record_id, call_id, channel_id, channel_kind, target,
-                         payload, idempotency_key, report_kind, state, attempts, next_attempt_at, created_at)
-                     VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, 'message', 'pending', 0, $8, $8)
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                )
-                .bind(contractor_id)
-                .bind(call_id)
-                .bind(channel_id)
-                .bind(&kind)
-                .bind(&target)
-                .bind(payload.to_string())
-                .bind(&key)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as usize;
+                queued += sqlx::query(INSERT_MESSAGE_REPORT)
+                    .bind(contractor_id)
+                    .bind(call_id)
+                    .bind(channel_id)
+                    .bind(&kind)
+                    .bind(&target)
+                    .bind(payload.to_string())
+                    .bind(&key)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as usize;
             }
             tx.commit().await?;
         });
@@ -415,6 +418,81 @@ mod tests {
             created_at: at("2026-11-25T01:05:00Z"),
         }
     }
+
+    both_backends!(a_voice_message_queues_its_report_in_the_same_write, |l| {
+        let (c, call) = contractor_and_call(l, "+819012345678", "2026-11-25T01:00:00Z", "vm").await;
+        l.set_report_channels(
+            c,
+            &[NewChannel {
+                kind: "webhook".into(),
+                target: "http://127.0.0.1:9/hook".into(),
+                secret: Some("0123456789abcdef".into()),
+            }],
+            at("2026-11-20T00:00:00Z"),
+        )
+        .await
+        .expect("channels");
+        let m = crate::ledger::NewVoiceMessage {
+            call_id: call,
+            path: format!("/var/lib/smartdesk/recordings/{call}.wav"),
+            duration_ms: 4200,
+            created_at: at("2026-11-25T01:02:00Z"),
+        };
+        l.add_voice_message(&m).await.expect("message");
+        // Written again (a retried batch): neither the row nor its report doubles.
+        l.apply_call_updates(&[crate::ledger::CallUpdate::VoiceMessage(m.clone())])
+            .await
+            .expect("replay");
+        let due = l
+            .due_reports(at("2026-11-25T02:00:00Z"), 10)
+            .await
+            .expect("due");
+        assert_eq!(due.len(), 1, "{due:?}");
+        let r = &due[0];
+        assert_eq!(r.report_kind, "message");
+        assert_eq!(r.call_id, Some(call));
+        assert_eq!(r.record_id, None);
+        assert_eq!(
+            r.idempotency_key,
+            idempotency_key("message", call, r.channel_id.unwrap_or(0))
+        );
+        let report: crate::reports::Report = serde_json::from_str(&r.payload).expect("payload");
+        assert_eq!(report.kind, "message");
+        assert_eq!(report.contractor_name, "株式会社ABC");
+        assert_eq!(report.number, "0312345678");
+        let vm = report.voice_message.clone().expect("voice message facts");
+        assert_eq!(vm.duration_ms, 4200);
+        assert_eq!(vm.recording, format!("{call}.wav"));
+        let text = report.text();
+        assert!(text.contains("伝言の長さ：4秒"), "{text}");
+        assert!(
+            report.email_subject().starts_with("【伝言】"),
+            "{}",
+            report.email_subject()
+        );
+        // Without a channel the message is stored and nothing is queued.
+        let (_, call2) =
+            contractor_and_call(l, "+819012345679", "2026-11-25T03:00:00Z", "vm2").await;
+        l.set_report_channels(c, &[], at("2026-11-25T02:30:00Z"))
+            .await
+            .expect("no channels");
+        l.add_voice_message(&crate::ledger::NewVoiceMessage {
+            call_id: call2,
+            ..m.clone()
+        })
+        .await
+        .expect("message 2");
+        let msgs = l
+            .voice_messages_since(at("2026-11-01T00:00:00Z"))
+            .await
+            .expect("messages");
+        assert_eq!(msgs.len(), 2);
+        let due = l
+            .due_reports(at("2026-11-26T00:00:00Z"), 10)
+            .await
+            .expect("due");
+        assert!(due.iter().all(|r| r.call_id != Some(call2)), "{due:?}");
+    });
 
     both_backends!(record_and_reports_are_one_transaction, |l| {
         let (c, call) = contractor_and_call(l, "+819012345678", "2026-11-25T01:00:00Z", "a").await;

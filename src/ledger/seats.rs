@@ -137,4 +137,24 @@ impl Ledger {
         }
         Ok(())
     }
+
+    /// Replaces a seat's skills (the ACD picks them up within seconds).
+    pub async fn set_seat_skills(&self, name: &str, skills: &[String]) -> Result<(), LedgerError> {
+        let json = serde_json::to_string(skills).unwrap_or_else(|_| "[]".into());
+        let n = on_pool!(self, |p| {
+            sqlx::query("UPDATE seats SET skills = $1 WHERE name = $2")
+                .bind(&json)
+                .bind(name)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(LedgerError::NotFound {
+                what: "seat",
+                id: name.to_string(),
+            });
+        }
+        Ok(())
+    }
 }

@@ -107,6 +107,11 @@ impl Recorder {
         self.base_pos = self.buf.len();
     }
 
+    /// The codec being recorded.
+    pub fn law(&self) -> Law {
+        self.law
+    }
+
     /// Recorded G.711 bytes so far (one per sample at 8 kHz).
     pub fn samples(&self) -> &[u8] {
         &self.buf

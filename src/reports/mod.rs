@@ -231,6 +231,65 @@ pub struct Report {
     /// The operator (seat name) or admin who wrote it.
     pub written_by: String,
     pub written_at: DateTime<Utc>,
+    /// A voice message (kind "message"): its length and the recording's file name on the
+    /// daemon's host (`<data_dir>/recordings/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_message: Option<VoiceMessageInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceMessageInfo {
+    pub duration_ms: i64,
+    pub recording: String,
+}
+
+/// The facts of a call a message report needs (read by the ledger in the transaction that
+/// stores the voice message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFacts {
+    pub call_id: i64,
+    pub contractor_id: i64,
+    pub contractor_name: String,
+    pub received_at: DateTime<Utc>,
+    pub caller: Option<String>,
+    /// E.164 as stored.
+    pub number: String,
+    pub duration_ms: i64,
+    pub recording: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Report {
+    /// The report of a voice message left on overflow (issue #6 §4): nobody could answer,
+    /// the caller left a message. Sent through the same outbox and channels as records.
+    pub fn voice_message(f: &MessageFacts) -> Report {
+        Report {
+            kind: "message".into(),
+            record_id: None,
+            version: 1,
+            supersedes: None,
+            call_id: f.call_id,
+            contractor_id: f.contractor_id,
+            contractor_name: f.contractor_name.clone(),
+            received_at: f.received_at,
+            caller: f.caller.clone(),
+            number: crate::number::E164::parse_jp(&f.number)
+                .map(|e| e.national())
+                .unwrap_or_else(|_| f.number.clone()),
+            caller_name: String::new(),
+            callback_number: None,
+            callback_wanted: false,
+            purpose: String::new(),
+            category: "other".into(),
+            hearing_answers: Vec::new(),
+            written_by: "smartdesk".into(),
+            written_at: f.at,
+            voice_message: Some(VoiceMessageInfo {
+                duration_ms: f.duration_ms,
+                recording: f.recording.clone(),
+            }),
+        }
+    }
 }
 
 fn tokyo(t: DateTime<Utc>) -> String {
@@ -251,6 +310,13 @@ pub fn display_number(n: Option<&str>) -> String {
 
 impl Report {
     pub fn email_subject(&self) -> String {
+        if self.voice_message.is_some() {
+            return format!(
+                "【伝言】お電話のご報告：{}（{}）",
+                display_number(self.caller.as_deref()),
+                tokyo(self.received_at)
+            );
+        }
         let who = if self.caller_name.is_empty() {
             display_number(self.caller.as_deref())
         } else {
@@ -266,6 +332,9 @@ impl Report {
 
     /// Plain text, one fact a line; the same text goes to Slack.
     pub fn text(&self) -> String {
+        if let Some(m) = &self.voice_message {
+            return self.message_text(m);
+        }
         let mut s = String::new();
         s.push_str(&format!("{} 御中\n\n", self.contractor_name));
         if let Some(old) = self.supersedes {
@@ -320,6 +389,25 @@ impl Report {
             self.record_id.unwrap_or_default(),
             self.version
         ));
+        s.push_str("\n-- \nsmartdesk 受電代行\n");
+        s
+    }
+
+    fn message_text(&self, m: &VoiceMessageInfo) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("{} 御中\n\n", self.contractor_name));
+        s.push_str("オペレーターがお受けできなかったお電話で、お客様が伝言を残されました。\n\n");
+        s.push_str(&format!("受付日時：{}\n", tokyo(self.received_at)));
+        s.push_str(&format!(
+            "発信者番号：{}\n",
+            display_number(self.caller.as_deref())
+        ));
+        s.push_str(&format!(
+            "伝言の長さ：{}秒\n録音：{}\n",
+            (m.duration_ms + 500) / 1000,
+            m.recording
+        ));
+        s.push_str(&format!("\n着信番号：{}\n", self.number));
         s.push_str("\n-- \nsmartdesk 受電代行\n");
         s
     }
@@ -545,6 +633,7 @@ mod tests {
             hearing_answers: vec![],
             written_by: "op1".into(),
             written_at: "2026-11-25T01:05:00Z".parse().expect("t"),
+            voice_message: None,
         };
         assert_eq!(
             r.email_subject(),
@@ -652,6 +741,7 @@ pub async fn submit(
             hearing_answers: v.hearing_answers.clone(),
             written_by: author.name.clone(),
             written_at: now,
+            voice_message: None,
         })
         .unwrap_or_default()
     };

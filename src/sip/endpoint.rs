@@ -394,6 +394,11 @@ impl SeatLocator for SeatRegistry {
             })
             .collect()
     }
+
+    /// Every binding change is a registry effect (a ledger write), counted.
+    fn version(&self) -> Option<u64> {
+        Some(self.effects_emitted())
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -500,6 +505,56 @@ impl Endpoint {
         }
     }
 
+    /// Seats from the ledger with their skills (names, `hearing`, …).
+    pub fn set_seats(&mut self, now: Instant, seats: &[(i64, String, Vec<String>)]) {
+        if let Some(b) = self.b2bua.as_mut() {
+            b.set_seats(&mut self.io, now, seats);
+        }
+    }
+
+    /// Registrations changed outside a REGISTER (a TCP connection closed, credentials
+    /// reloaded): the call path follows at once.
+    pub fn seats_changed(&mut self, now: Instant) {
+        if let Some(b) = self.b2bua.as_mut() {
+            b.sync_seats(&mut self.io, now, &self.registry);
+        }
+    }
+
+    /// An operator's command on a seat (pause, resume, reset).
+    pub fn seat_command(
+        &mut self,
+        now: Instant,
+        command: super::b2bua::SeatCommand,
+    ) -> Result<(), crate::acd::AcdError> {
+        match self.b2bua.as_mut() {
+            Some(b) => b.seat_command(&mut self.io, now, &self.registry, command),
+            None => Err(crate::acd::AcdError::UnknownSeat(String::new())),
+        }
+    }
+
+    /// The seat's first-response record of call row `row` was submitted: its wrap-up ends
+    /// (see [`B2bua::record_submitted`]).
+    pub fn record_submitted(&mut self, now: Instant, seat_id: i64, row: i64) -> bool {
+        self.b2bua
+            .as_mut()
+            .is_some_and(|b| b.record_submitted(&mut self.io, now, seat_id, row))
+    }
+
+    /// Waiting callers and seat states.
+    pub fn acd_snapshot(&self, now: Instant) -> crate::acd::AcdSnapshot {
+        self.b2bua
+            .as_ref()
+            .map(|b| b.acd().snapshot(now))
+            .unwrap_or_default()
+    }
+
+    /// "Calls handled today" restarts (the edge calls this when the Tokyo date changes).
+    pub fn reset_daily_counts(&mut self) {
+        if let Some(b) = self.b2bua.as_mut() {
+            b.reset_daily_counts();
+        }
+    }
+
     /// A media notice for a call.
     pub fn handle_media(&mut self, now: Instant, call: u64, notice: MediaNotice) {
         if let Some(b) = self.b2bua.as_mut() {
@@ -564,12 +619,19 @@ impl Endpoint {
     /// Fires due timers (transaction retransmissions and cleanup, call timers).
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(unix) = self.unix_now(now) {
+            let before = self.registry.effects_emitted();
             self.registry.handle_timeout(unix);
+            // Bindings expired: the call path follows (a ringing seat's offer moves on).
+            if self.registry.effects_emitted() != before {
+                if let Some(b) = self.b2bua.as_mut() {
+                    b.sync_seats(&mut self.io, now, &self.registry);
+                }
+            }
         }
         self.io.layer.handle_timeout(now);
         self.drain_events(now, None, None);
         if let Some(b) = self.b2bua.as_mut() {
-            b.handle_timeout(&mut self.io, now);
+            b.handle_timeout(&mut self.io, now, &self.registry);
         }
         self.drain_events(now, None, None);
     }
@@ -757,7 +819,7 @@ impl Endpoint {
                             Err(_) => continue,
                         },
                     };
-                    b.on_response(&mut self.io, now, &key, resp, &self.registry);
+                    b.on_response(&mut self.io, now, &key, resp);
                 }
                 TsxEvent::StrayResponse { .. } => {
                     let Some(b) = self.b2bua.as_mut() else {
@@ -770,7 +832,7 @@ impl Endpoint {
                 TsxEvent::Timeout { key, .. } | TsxEvent::TransportError { key } => {
                     self.counters.timeouts += 1;
                     if let Some(b) = self.b2bua.as_mut() {
-                        b.on_client_failure(&mut self.io, now, &key, &self.registry);
+                        b.on_client_failure(&mut self.io, now, &key);
                     }
                 }
                 TsxEvent::Terminated { key } => {
@@ -872,6 +934,9 @@ impl Endpoint {
                 if self.registry.take_auth_failure() {
                     let trunk = self.is_trunk(src.ip());
                     self.guard.auth_failed(src.ip(), trunk, now);
+                }
+                if let Some(b) = self.b2bua.as_mut() {
+                    b.sync_seats(&mut self.io, now, &self.registry);
                 }
                 let after = self.registry.effects_emitted();
                 if after > before {

@@ -8,12 +8,21 @@
 //!                                                                         │  durable call row)
 //!           ◄── 404 / 503 / announcement ◄───── Admission ◄──────────────┘
 //!                                            │ Route
-//!                                            ▼
-//!                         free seat ─► INVITE (From "【name】caller", X-Smartdesk-*) ─► seat
-//!           ◄── 180/183 ◄── relayed ◄──────────────────────────────────────── 180/183
+//!           ◄── 183 + our SDP: "please wait", ▼ ringback (early media, looped)
+//!                                  queue (crate::acd) ── Offer ─► INVITE (From "【name】caller",
+//!                                    │   ▲ no answer / busy /          X-Smartdesk-*) ─► seat
+//!                                    │   └ decline / offline: Withdraw (CANCEL), next seat
+//!                                    │ max wait, nobody registered: Overflow
+//!           ◄── 200, "leave a message" + tone, recording ◄─┘
 //!           ◄── 200 (our SDP) ◄── answered ◄───────────────────────────────── 200
 //!           ── ACK ─────────────► ACK to the seat (end to end, late offers carried)
 //! ```
+//!
+//! Which seat rings for which caller, when an offer is withdrawn and when a caller overflows
+//! is decided by the ACD ([`crate::acd`]), which this core owns and feeds; this core carries
+//! its [`Decision`]s out in SIP and reports back what the seats did. A withdrawn seat INVITE
+//! is kept apart (`Call::dying`) until its transaction ends, so the caller moves on at once
+//! while the seat still shows `ringing`.
 //!
 //! Everything that must survive a crash happens in the edge before this core sends more than
 //! 100 Trying: the call row is written by the Admit effect, and only its result lets the call
@@ -30,11 +39,12 @@ pub mod ops;
 pub mod wire;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::acd::{Acd, AcdConfig, Decision, LiveLeg, OfferEnd, QueueEventKind};
 use crate::config::profiles::Trunk;
 use crate::media::g711::Law;
 use crate::media::ports::{PortAllocator, RtpPort};
@@ -65,8 +75,10 @@ pub struct B2buaConfig {
     pub rtp_port_max: u16,
     /// Codecs offered to seats and accepted from carriers, in preference order.
     pub codecs: Vec<Codec>,
-    /// How long a seat may ring before the call moves on.
-    pub ring_timeout: Duration,
+    /// Queue and seat rules (ring timeout, retry delays, maximum wait, wrap-up).
+    pub acd: AcdConfig,
+    /// Longest voice message a caller may leave when the call overflows.
+    pub recording_max: Duration,
     pub trunks: Vec<Trunk>,
     /// The seats' domain (the seat profile realm), for the To of our INVITEs.
     pub seat_domain: String,
@@ -84,10 +96,52 @@ pub struct SeatTarget {
     pub dest: Destination,
 }
 
+/// Longest the message prompt may take before recording must have started (prompts are
+/// checked to be well under this when loaded).
+pub const MESSAGE_PROMPT_MAX: Duration = Duration::from_secs(60);
+
+/// How often the call path cross-checks the ACD against registrations and live calls
+/// ([`B2bua::reconcile`]); mismatches are repaired and logged.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
 /// Where the call path finds registered seats (the registrar).
 pub trait SeatLocator {
     /// One target per seat with a reachable registration: its most preferred contact.
     fn seat_targets(&self) -> Vec<SeatTarget>;
+
+    /// Changes whenever the targets may have changed; `None` if unknown (then every check
+    /// re-reads the targets).
+    fn version(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// An operator's command on a seat: `smartdesk seat pause|resume|reset` (by name) or the
+/// operator console's pause/resume buttons (by id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatCommand {
+    Pause { seat: SeatRef, reason: String },
+    Resume { seat: SeatRef },
+    Reset { seat: SeatRef },
+}
+
+/// A seat named by an admin (its name) or known to the console (its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatRef {
+    Name(String),
+    Id(i64),
+}
+
+impl From<&str> for SeatRef {
+    fn from(name: &str) -> SeatRef {
+        SeatRef::Name(name.to_owned())
+    }
+}
+
+impl From<String> for SeatRef {
+    fn from(name: String) -> SeatRef {
+        SeatRef::Name(name)
+    }
 }
 
 /// What the edge needs to admit a call: look up the number, apply the contract rules and
@@ -110,6 +164,10 @@ pub enum Prompt {
     Suspended,
     AllBusy,
     PleaseWait,
+    /// Japanese ringback (呼出音), looped while a queued caller waits.
+    Ringback,
+    /// "Please leave your name, number and message after the tone", ending with the tone.
+    LeaveMessage,
 }
 
 /// The edge's answer to [`CallEffect::Admit`].
@@ -121,6 +179,8 @@ pub enum Admission {
         contractor_id: i64,
         name: String,
         greeting: String,
+        /// A seat skill the contractor prefers (`hearing` with the hearing option).
+        skill: Option<String>,
     },
     /// Answer, play `prompt`, hang up; the row gets `outcome`.
     Announce {
@@ -179,8 +239,28 @@ pub enum CallEffect {
         /// The codec negotiated on that leg.
         law: Law,
     },
+    /// Stop a prompt playing to `leg`; relayed audio resumes.
+    MediaStopPlay {
+        call: u64,
+        leg: Leg,
+    },
+    /// Record what the caller (leg A) sends, at most `max`; the recording is handed over
+    /// when the call's media stops, as the voice message of `row`.
+    MediaRecord {
+        call: u64,
+        row: i64,
+        law: Law,
+        max: Duration,
+    },
     MediaStop {
         call: u64,
+    },
+    /// An entry for the queue log (issue #6 §7).
+    Queue {
+        call: u64,
+        row: i64,
+        contractor: i64,
+        kind: QueueEventKind,
     },
     /// A seat is being rung for this call (the operator console shows the call).
     SeatOffered {
@@ -215,8 +295,10 @@ pub enum MediaNotice {
 enum Phase {
     /// Waiting for the edge's [`Admission`].
     Admitting,
-    /// A seat is being rung (or the next one chosen).
+    /// In the queue: waiting for a seat, or a seat is being rung.
     Ringing,
+    /// Overflowed: answered, the message prompt plays, then the caller's words are recorded.
+    Message,
     /// Playing an announcement to the caller.
     Announcing,
     Answered,
@@ -307,14 +389,21 @@ struct Call {
     row: Option<i64>,
     contractor: Option<(i64, String, String)>,
     b: Option<BLeg>,
-    tried: Vec<i64>,
+    /// Seat INVITEs withdrawn by the ACD (ring timeout, registration lost, overflow) whose
+    /// transactions have not ended yet: CANCELled, and hung up should they answer anyway.
+    dying: Vec<BLeg>,
     ports: Option<(RtpPort, RtpPort)>,
+    media_started: bool,
+    /// Early media (183 with our SDP) is going to the caller: queue audio plays on leg A.
+    early: bool,
+    /// The codec of leg A (prompts, the recording).
+    law: Law,
+    recording: bool,
+    record_deadline: Option<Instant>,
     seat_answered: Option<i64>,
     outcome: Option<&'static str>,
     finished: bool,
     cancelled: bool,
-    ring_deadline: Option<Instant>,
-    ring_timed_out: bool,
     /// 2xx we sent and whose ACK we wait for, per side.
     retrans: [Option<Uas2xxRetransmitter>; 2],
     /// ACK owed to a side once the other side ACKs our 2xx: (side, CSeq, SDP answer needed).
@@ -337,7 +426,7 @@ impl Call {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut d = self.ring_deadline;
+        let mut d = self.record_deadline;
         for r in self.retrans.iter().flatten() {
             if let Some(t) = r.poll_timeout() {
                 d = Some(d.map_or(t, |x| x.min(t)));
@@ -366,9 +455,13 @@ pub struct B2bua {
     by_b: HashMap<String, u64>,
     server_invites: HashMap<TsxKey, u64>,
     client: HashMap<TsxKey, (u64, Purpose)>,
-    busy: HashMap<i64, u64>,
-    /// When each seat last finished a call: the longest-idle free seat is rung first.
-    idle_since: HashMap<i64, Instant>,
+    /// Queue and seats: who gets which call (see [`crate::acd`]).
+    acd: Acd,
+    /// Where each registered seat is reached, refreshed from the registrar.
+    targets: HashMap<i64, SeatTarget>,
+    next_reconcile: Option<Instant>,
+    /// The locator's version at the last [`Self::sync_seats`].
+    synced: Option<u64>,
     ports: PortAllocator,
     /// Ports of ended calls until the media edge reports them closed.
     releasing: HashMap<u64, (RtpPort, RtpPort)>,
@@ -381,6 +474,10 @@ pub struct B2bua {
     trunk_seen: HashMap<String, Instant>,
     /// One summary per call that ended, until the edge polls it.
     ended: VecDeque<CallSummary>,
+    /// Seat → the call row it last answered (whose record ends its wrap-up). One per seat.
+    answered_rows: HashMap<i64, i64>,
+    /// Seat → the row of its running call whose record came in before the call ended.
+    records_early: HashMap<i64, i64>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -417,6 +514,7 @@ impl B2bua {
     pub fn new(cfg: B2buaConfig) -> Result<B2bua, crate::media::ports::PortError> {
         let ports = PortAllocator::new(cfg.rtp_port_min, cfg.rtp_port_max)?;
         Ok(B2bua {
+            acd: Acd::new(cfg.acd.clone()),
             cfg,
             calls: HashMap::new(),
             next_call: 0,
@@ -424,8 +522,9 @@ impl B2bua {
             by_b: HashMap::new(),
             server_invites: HashMap::new(),
             client: HashMap::new(),
-            busy: HashMap::new(),
-            idle_since: HashMap::new(),
+            targets: HashMap::new(),
+            next_reconcile: None,
+            synced: None,
             ports,
             releasing: HashMap::new(),
             deadlines: BinaryHeap::new(),
@@ -434,6 +533,8 @@ impl B2bua {
             draining: false,
             trunk_seen: HashMap::new(),
             ended: VecDeque::new(),
+            answered_rows: HashMap::new(),
+            records_early: HashMap::new(),
         })
     }
 
@@ -444,9 +545,9 @@ impl B2bua {
         }
     }
 
-    /// Seats currently offered or on a call.
-    pub fn busy_seats(&self) -> impl Iterator<Item = i64> + '_ {
-        self.busy.keys().copied()
+    /// The queue and seat pool (states, snapshot).
+    pub fn acd(&self) -> &Acd {
+        &self.acd
     }
 
     pub fn poll_effect(&mut self) -> Option<CallEffect> {
@@ -627,14 +728,17 @@ impl B2bua {
                 row: None,
                 contractor: None,
                 b: None,
-                tried: Vec::new(),
+                dying: Vec::new(),
                 ports: None,
+                media_started: false,
+                early: false,
+                law: Law::Pcmu,
+                recording: false,
+                record_deadline: None,
                 seat_answered: None,
                 outcome: None,
                 finished: false,
                 cancelled: false,
-                ring_deadline: None,
-                ring_timed_out: false,
                 retrans: [None, None],
                 ack_owed: None,
                 last_ack: [None, None],
@@ -718,6 +822,7 @@ impl B2bua {
                 contractor_id,
                 name,
                 greeting,
+                skill,
             } => {
                 call.row = Some(row);
                 call.contractor = Some((contractor_id, name, greeting));
@@ -736,7 +841,10 @@ impl B2bua {
                     return;
                 }
                 call.phase = Phase::Ringing;
-                self.route(io, now, id, seats);
+                if self.synced.is_none() || seats.version().is_none_or(|v| self.synced != Some(v)) {
+                    self.sync_seats(io, now, seats);
+                }
+                self.enter_queue(io, now, id, contractor_id, skill);
             }
         }
     }
@@ -877,32 +985,24 @@ impl B2bua {
 
     // ------------------------------------------------------------------ leg B: seats
 
-    /// Rings the longest-idle free seat not tried yet, or ends the call as overflow.
-    fn route(&mut self, io: &mut Io, now: Instant, id: u64, seats: &dyn SeatLocator) {
-        let Some(call) = self.calls.get(&id) else {
-            return;
+    /// Rings `seat` for call `id` (the ACD's offer). Returns false if no INVITE went out.
+    fn offer(&mut self, io: &mut Io, now: Instant, id: u64, seat: i64) -> bool {
+        let Some(target) = self.targets.get(&seat).cloned() else {
+            return false;
         };
-        // The longest idle first (never used counts as longest); ties in locator order.
-        let target = seats
-            .seat_targets()
-            .into_iter()
-            .filter(|s| !self.busy.contains_key(&s.seat_id) && !call.tried.contains(&s.seat_id))
-            .min_by_key(|s| self.idle_since.get(&s.seat_id).copied());
-        let Some(target) = target else {
-            self.fail_a(io, now, id, 480, "Temporarily Unavailable", &[]);
-            self.finish(id, "overflow");
-            return self.remove_if_done(id);
-        };
+        let ready = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.phase == Phase::Ringing && c.a_tsx.is_some() && c.b.is_none());
+        if !ready {
+            return false;
+        }
         let Some((a_port, b_port)) = self.ensure_ports(id) else {
-            self.fail_a(io, now, id, 503, "Service Unavailable", &[]);
-            self.finish(id, "failed");
-            return self.remove_if_done(id);
+            return false;
         };
         let Some(call) = self.calls.get_mut(&id) else {
-            return;
+            return false;
         };
-        let first_attempt = call.tried.is_empty();
-        call.tried.push(target.seat_id);
         let offer = match &call.a_offer {
             Some(o) => {
                 match rewrite_for_anchor(o, self.cfg.media_ip, b_port.get(), &self.cfg.codecs) {
@@ -910,16 +1010,13 @@ impl B2bua {
                         call.a_remote = remote_of(&info);
                         Some(sdp.to_string())
                     }
-                    Err(_) => {
-                        self.fail_a(io, now, id, 488, "Not Acceptable Here", &[]);
-                        self.finish(id, "failed");
-                        return self.remove_if_done(id);
-                    }
+                    Err(_) => return false,
                 }
             }
             None => None,
         };
-        if first_attempt {
+        if !call.media_started {
+            call.media_started = true;
             self.effects.push_back(CallEffect::MediaStart {
                 call: id,
                 a_port: a_port.get(),
@@ -977,8 +1074,8 @@ impl B2bua {
         let sent = wire::request(&spec)
             .and_then(|invite| io.send(now, &invite, peer).map(|k| (invite, k)));
         let Some((invite, tsx)) = sent else {
-            // Unsendable (a contact URI we cannot put on a request line): try the next seat.
-            return self.route(io, now, id, seats);
+            // Unsendable (a contact URI we cannot put on a request line).
+            return false;
         };
         call.b = Some(BLeg {
             dialog: Dialog {
@@ -999,11 +1096,8 @@ impl B2bua {
             cancel_sent: false,
             answered: false,
         });
-        call.ring_deadline = Some(now + self.cfg.ring_timeout);
-        call.ring_timed_out = false;
         self.by_b.insert(call_id, id);
         self.client.insert(tsx, (id, Purpose::BInvite));
-        self.busy.insert(target.seat_id, id);
         if let Some(row) = call.row {
             self.effects.push_back(CallEffect::SeatOffered {
                 call: id,
@@ -1011,7 +1105,343 @@ impl B2bua {
                 seat_id: target.seat_id,
             });
         }
+        true
+    }
+
+    /// The caller joins the queue (issue #6 §4). Queue audio goes out as early media: a 183
+    /// with our SDP, then "please wait" and the ringback tone looped from our relay. The
+    /// caller is not answered while waiting, so the carrier does not start charging them
+    /// for time on hold, and a caller who gives up pays nothing; only a seat's answer or
+    /// message taking answers the call. Without an SDP offer (a late-offer INVITE) there is
+    /// nothing to send early media to: the caller hears its carrier's ringback (180).
+    fn enter_queue(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        contractor: i64,
+        skill: Option<String>,
+    ) {
+        let Some((a_port, b_port)) = self.ensure_ports(id) else {
+            self.fail_a(io, now, id, 503, "Service Unavailable", &[]);
+            self.finish(id, "failed");
+            return self.remove_if_done(id);
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(key) = call.a_tsx.clone() else {
+            return;
+        };
+        let tag = local_tag(&call.a.local).to_owned();
+        match call.a_offer.as_ref().map(|offer| {
+            rewrite_for_anchor(offer, self.cfg.media_ip, a_port.get(), &self.cfg.codecs)
+        }) {
+            Some(Ok((sdp, info))) => {
+                call.a_remote = remote_of(&info);
+                call.law = match info.codecs.first() {
+                    Some((Codec::Pcma, _)) => Law::Pcma,
+                    _ => Law::Pcmu,
+                };
+                call.early = true;
+                call.media_started = true;
+                let law = call.law;
+                self.effects.push_back(CallEffect::MediaStart {
+                    call: id,
+                    a_port: a_port.get(),
+                    b_port: b_port.get(),
+                    a: call.a_remote,
+                    b: Remote::default(),
+                });
+                let contact = wire::contact(self.cfg.local, call.a.transport);
+                if let Some(r) = wire::response(
+                    &call.a_invite,
+                    183,
+                    "Session Progress",
+                    Some(&tag),
+                    &[("Contact", &contact)],
+                    Some(sdp.to_string().as_bytes()),
+                ) {
+                    io.respond(now, &key, &r);
+                }
+                self.effects.push_back(CallEffect::MediaPlay {
+                    call: id,
+                    leg: Leg::A,
+                    prompt: Prompt::PleaseWait,
+                    repeat: false,
+                    law,
+                });
+            }
+            Some(Err(_)) => {
+                self.fail_a(io, now, id, 488, "Not Acceptable Here", &[]);
+                self.finish(id, "failed");
+                return self.remove_if_done(id);
+            }
+            None => {
+                if let Some(r) =
+                    wire::response(&call.a_invite, 180, "Ringing", Some(&tag), &[], None)
+                {
+                    io.respond(now, &key, &r);
+                }
+            }
+        }
+        self.acd.enqueue(now, id, contractor, skill);
+        self.apply_acd(io, now);
+    }
+
+    /// Carries out the ACD's decisions and logs its queue events, until it has none.
+    fn apply_acd(&mut self, io: &mut Io, now: Instant) {
+        // Each decision is one of a bounded set of state changes of the ACD; the bound here
+        // only guards against a bug looping forever.
+        for _ in 0..100_000 {
+            while let Some(e) = self.acd.poll_event() {
+                let row = self.calls.get(&e.call).and_then(|c| c.row);
+                if let Some(row) = row {
+                    self.effects.push_back(CallEffect::Queue {
+                        call: e.call,
+                        row,
+                        contractor: e.contractor,
+                        kind: e.kind,
+                    });
+                }
+            }
+            let Some(d) = self.acd.poll_decision() else {
+                return;
+            };
+            match d {
+                Decision::Offer { call, seat } => {
+                    if !self.offer(io, now, call, seat) {
+                        if self
+                            .calls
+                            .get(&call)
+                            .is_none_or(|c| c.phase != Phase::Ringing)
+                        {
+                            // The caller is gone; the ACD must not keep it.
+                            self.acd.abandon(now, call);
+                        }
+                        self.acd.offer_failed(now, call, seat);
+                    }
+                }
+                Decision::Withdraw { call, seat } => self.withdraw_leg(io, now, call, seat),
+                Decision::Overflow { call } => self.take_message(io, now, call),
+            }
+        }
+        tracing::error!("ACD decisions did not settle; continuing at the next input");
+    }
+
+    /// Cancels the seat INVITE of `id` to `seat` and keeps it apart until it ends: the
+    /// caller is free for the next seat at once.
+    fn withdraw_leg(&mut self, io: &mut Io, now: Instant, id: u64, seat: i64) {
+        let current = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.b.as_ref())
+            .is_some_and(|b| b.seat_id == seat && !b.answered);
+        if !current {
+            return;
+        }
+        self.cancel_b(io, now, id);
+        if let Some(call) = self.calls.get_mut(&id) {
+            if let Some(b) = call.b.take() {
+                call.dying.push(b);
+            }
+        }
+        self.seat_released(id, seat);
+    }
+
+    /// Overflow (issue #6 §4): the caller is answered, hears the message prompt ending with
+    /// the tone, and what they say is recorded (see [`CallEffect::MediaRecord`]). The outcome
+    /// is `overflow` whatever happens next. Without SDP to answer, a 480.
+    fn take_message(&mut self, io: &mut Io, now: Instant, id: u64) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.phase != Phase::Ringing || call.a_tsx.is_none() {
+            return;
+        }
+        call.outcome = Some("overflow");
+        let Some((a_port, _)) = call.ports else {
+            self.fail_a(io, now, id, 480, "Temporarily Unavailable", &[]);
+            self.finish(id, "overflow");
+            return self.remove_if_done(id);
+        };
+        let answer = call.a_offer.as_ref().and_then(|offer| {
+            rewrite_for_anchor(offer, self.cfg.media_ip, a_port.get(), &self.cfg.codecs).ok()
+        });
+        let Some((sdp, _)) = answer else {
+            self.fail_a(io, now, id, 480, "Temporarily Unavailable", &[]);
+            self.finish(id, "overflow");
+            return self.remove_if_done(id);
+        };
+        call.phase = Phase::Message;
+        // A bound even if the prompt's end is never reported; reset when recording starts.
+        call.record_deadline = Some(now + MESSAGE_PROMPT_MAX + self.cfg.recording_max);
+        let law = call.law;
+        self.answer_a(io, now, id, sdp.to_string().as_bytes());
         self.schedule(id);
+        self.effects.push_back(CallEffect::MediaPlay {
+            call: id,
+            leg: Leg::A,
+            prompt: Prompt::LeaveMessage,
+            repeat: false,
+            law,
+        });
+    }
+
+    /// The message prompt has played: recording starts, bounded by `recording_max`.
+    fn start_recording(&mut self, id: u64, now: Instant) {
+        let max = self.cfg.recording_max;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.recording {
+            return;
+        }
+        let Some(row) = call.row else { return };
+        call.recording = true;
+        call.record_deadline = Some(now + max);
+        self.effects.push_back(CallEffect::MediaRecord {
+            call: id,
+            row,
+            law: call.law,
+            max,
+        });
+        self.schedule(id);
+    }
+
+    /// Follows the registrar: where each seat is reached, and which seats are online.
+    pub fn sync_seats(&mut self, io: &mut Io, now: Instant, seats: &dyn SeatLocator) {
+        self.synced = Some(seats.version().unwrap_or(0));
+        let targets: HashMap<i64, SeatTarget> = seats
+            .seat_targets()
+            .into_iter()
+            .map(|t| (t.seat_id, t))
+            .collect();
+        let gone: Vec<(i64, String)> = self
+            .targets
+            .iter()
+            .filter(|(id, _)| !targets.contains_key(id))
+            .map(|(id, t)| (*id, t.seat.clone()))
+            .collect();
+        for (id, name) in gone {
+            self.acd.set_online(now, id, &name, false);
+        }
+        for (id, t) in &targets {
+            self.acd.set_online(now, *id, &t.seat, true);
+        }
+        self.targets = targets;
+        if self.next_reconcile.is_none() {
+            self.next_reconcile = Some(now + RECONCILE_EVERY);
+        }
+        self.apply_acd(io, now);
+    }
+
+    /// Seats from the ledger with their skills (the edge reloads them periodically).
+    pub fn set_seats(&mut self, io: &mut Io, now: Instant, seats: &[(i64, String, Vec<String>)]) {
+        self.acd.set_seats(now, seats);
+        self.apply_acd(io, now);
+    }
+
+    /// Cross-checks registrations, live calls and seat states, and repairs mismatches
+    /// (issue #6 §8): runs every [`RECONCILE_EVERY`] and after operator commands.
+    pub fn reconcile(&mut self, io: &mut Io, now: Instant, seats: &dyn SeatLocator) -> usize {
+        self.sync_seats(io, now, seats);
+        let mut live = Vec::new();
+        let mut queued = HashSet::new();
+        for (id, c) in &self.calls {
+            if let Some(b) = &c.b {
+                live.push(if b.answered {
+                    LiveLeg::OnCall {
+                        call: *id,
+                        seat: b.seat_id,
+                    }
+                } else {
+                    LiveLeg::Ringing {
+                        call: *id,
+                        seat: b.seat_id,
+                    }
+                });
+            }
+            for d in &c.dying {
+                live.push(LiveLeg::Ringing {
+                    call: *id,
+                    seat: d.seat_id,
+                });
+            }
+            if c.phase == Phase::Ringing && c.a_tsx.is_some() {
+                queued.insert(*id);
+            }
+        }
+        let repairs = self.acd.reconcile(now, &live, &queued);
+        self.apply_acd(io, now);
+        repairs
+    }
+
+    /// Operator commands on seats (pause, resume, reset), applied at once.
+    pub fn seat_command(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        seats: &dyn SeatLocator,
+        command: SeatCommand,
+    ) -> Result<(), crate::acd::AcdError> {
+        self.sync_seats(io, now, seats);
+        let name = |acd: &Acd, seat: &SeatRef| match seat {
+            SeatRef::Name(n) => Ok(n.clone()),
+            SeatRef::Id(id) => acd
+                .seat_name(*id)
+                .map(str::to_owned)
+                .ok_or_else(|| crate::acd::AcdError::UnknownSeat(format!("#{id}"))),
+        };
+        let r = match &command {
+            SeatCommand::Pause { seat, reason } => {
+                name(&self.acd, seat).and_then(|n| self.acd.pause(now, &n, reason))
+            }
+            SeatCommand::Resume { seat } => {
+                name(&self.acd, seat).and_then(|n| self.acd.resume(now, &n))
+            }
+            SeatCommand::Reset { seat } => {
+                name(&self.acd, seat).and_then(|n| self.acd.reset(now, &n))
+            }
+        };
+        if r.is_ok() {
+            if matches!(command, SeatCommand::Reset { .. }) {
+                self.reconcile(io, now, seats);
+            }
+            self.apply_acd(io, now);
+        }
+        r
+    }
+
+    /// The operator of `seat` submitted the call's first-response record: wrap-up ends.
+    /// The operator of `seat` submitted the first-response record of call row `row` (the
+    /// console). Only a record for the call the seat last answered counts: submitted during
+    /// that call's wrap-up, it ends the wrap-up; submitted while the call still runs, no
+    /// wrap-up follows it. A record for an older call (a correction) changes nothing.
+    /// Answers whether it was applied.
+    pub fn record_submitted(&mut self, io: &mut Io, now: Instant, seat: i64, row: i64) -> bool {
+        if self.answered_rows.get(&seat) != Some(&row) {
+            return false;
+        }
+        match self.acd.seat_state(seat) {
+            Some(crate::acd::SeatState::WrapUp) => {
+                let done = self.acd.wrap_up_done(now, seat);
+                self.apply_acd(io, now);
+                done
+            }
+            Some(crate::acd::SeatState::OnCall { call })
+                if self.calls.get(&call).and_then(|c| c.row) == Some(row) =>
+            {
+                self.records_early.insert(seat, row);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// "Calls handled today" starts again (the edge calls this at Tokyo midnight).
+    pub fn reset_daily_counts(&mut self) {
+        self.acd.reset_daily_counts();
     }
 
     /// CANCELs leg B's INVITE now if it has had a provisional response, else as soon as it
@@ -1021,12 +1451,98 @@ impl B2bua {
             return;
         };
         let Some(b) = call.b.as_mut() else { return };
-        if b.answered || b.cancel_sent {
+        if let Some(k) = send_cancel(io, now, b) {
+            self.client.insert(k, (id, Purpose::Cancel));
+        }
+    }
+
+    /// A response to a withdrawn seat INVITE (see [`Call::dying`]): CANCEL it once it has a
+    /// provisional response, hang up should the seat answer anyway, forget it once final.
+    fn on_dying_response(
+        &mut self,
+        io: &mut Io,
+        now: Instant,
+        id: u64,
+        key: &TsxKey,
+        status: u16,
+        resp: Option<&Message>,
+    ) {
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
+        };
+        let Some(i) = call.dying.iter().position(|b| b.invite_tsx == *key) else {
+            return;
+        };
+        if (101..200).contains(&status) {
+            if let Some(b) = call.dying.get_mut(i) {
+                b.provisional = true;
+                if let Some(k) = send_cancel(io, now, b) {
+                    self.client.insert(k, (id, Purpose::Cancel));
+                }
+            }
+            return;
+        }
+        if status < 200 {
+            return;
+        }
+        let mut b = call.dying.swap_remove(i);
+        let seat = b.seat_id;
+        self.by_b.remove(&b.dialog.call_id);
+        if let (true, Some(resp)) = ((200..300).contains(&status), resp) {
+            // §15: the seat answered after we withdrew: confirm, then hang up.
+            b.dialog.remote = resp.header("To").unwrap_or_default().to_owned();
+            if let Some(c) = resp.header("Contact") {
+                b.dialog.remote_target = uri_of(c).to_owned();
+            }
+            b.dialog.routes = resp.headers("Record-Route").map(str::to_owned).collect();
+            b.dialog.routes.reverse();
+            let cseq = b.invite.cseq();
+            for (method, cseq) in [("ACK", cseq), ("BYE", cseq.saturating_add(1))] {
+                let branch = format!("{BRANCH_PREFIX}{}", io.unique());
+                let d = &b.dialog;
+                let spec = RequestSpec {
+                    method,
+                    uri: &d.remote_target,
+                    transport: d.transport,
+                    local,
+                    branch: &branch,
+                    from: &d.local,
+                    to: &d.remote,
+                    call_id: &d.call_id,
+                    cseq,
+                    routes: &d.routes,
+                    max_forwards: 70,
+                    contact: None,
+                    extra: &[],
+                    sdp: None,
+                };
+                let Some(m) = wire::request(&spec) else {
+                    continue;
+                };
+                if method == "ACK" {
+                    io.send_raw(d.peer, Arc::from(m.to_bytes().as_ref()));
+                } else if let Some(k) = io.send(now, &m, d.peer) {
+                    self.client.insert(k, (id, Purpose::Bye));
+                }
+            }
+        }
+        self.acd.offer_ended(now, id, seat, OfferEnd::AfterWithdraw);
+        self.apply_acd(io, now);
+        self.remove_if_done(id);
+    }
+}
+
+/// CANCELs a seat INVITE now if it has had a provisional response, else marks it wanted
+/// (§9.1: a CANCEL before any response could overtake the INVITE). The CANCEL's key.
+fn send_cancel(io: &mut Io, now: Instant, b: &mut BLeg) -> Option<TsxKey> {
+    {
+        if b.answered || b.cancel_sent {
+            return None;
         }
         b.cancel_wanted = true;
         if !b.provisional {
-            return;
+            return None;
         }
         let via = b.invite.header("Via").unwrap_or_default().to_owned();
         let mut text = format!(
@@ -1039,29 +1555,21 @@ impl B2bua {
             b.invite.cseq(),
         );
         text.push_str("Content-Length: 0\r\n\r\n");
-        if let Ok(cancel) = crate::sip::message::parse_datagram(text.as_bytes()) {
-            if let Some(k) = io.send(now, &cancel, b.dialog.peer) {
-                self.client.insert(k, (id, Purpose::Cancel));
-            }
-        }
         b.cancel_sent = true;
+        let cancel = crate::sip::message::parse_datagram(text.as_bytes()).ok()?;
+        io.send(now, &cancel, b.dialog.peer)
     }
+}
 
+impl B2bua {
     /// A response to one of our client transactions.
-    pub fn on_response(
-        &mut self,
-        io: &mut Io,
-        now: Instant,
-        key: &TsxKey,
-        resp: &Message,
-        seats: &dyn SeatLocator,
-    ) {
+    pub fn on_response(&mut self, io: &mut Io, now: Instant, key: &TsxKey, resp: &Message) {
         let Some(&(id, purpose)) = self.client.get(key) else {
             return;
         };
         let Some(status) = resp.status() else { return };
         match purpose {
-            Purpose::BInvite => self.on_b_invite_response(io, now, id, key, status, resp, seats),
+            Purpose::BInvite => self.on_b_invite_response(io, now, id, key, status, resp),
             Purpose::ReInvite => self.on_reinvite_response(io, now, id, status, resp),
             // Answered: nothing is outstanding any more (shutdown waits for these).
             Purpose::Cancel | Purpose::Bye if status >= 200 => {
@@ -1080,13 +1588,12 @@ impl B2bua {
         key: &TsxKey,
         status: u16,
         resp: &Message,
-        seats: &dyn SeatLocator,
     ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(b) = call.b.as_mut().filter(|b| b.invite_tsx == *key) else {
-            return;
+            return self.on_dying_response(io, now, id, key, status, Some(resp));
         };
         match status {
             100 => {}
@@ -1095,7 +1602,8 @@ impl B2bua {
                 if b.cancel_wanted && !b.cancel_sent {
                     return self.cancel_b(io, now, id);
                 }
-                if call.phase != Phase::Ringing {
+                // With early media the caller hears our queue audio until a seat answers.
+                if call.phase != Phase::Ringing || call.early {
                     return;
                 }
                 let early = self.rewrite_for(id, Side::A, resp);
@@ -1132,7 +1640,6 @@ impl B2bua {
                 b.dialog.routes.reverse();
                 let seat_id = b.seat_id;
                 let cseq = b.invite.cseq();
-                call.ring_deadline = None;
                 if call.phase != Phase::Ringing || call.a_tsx.is_none() {
                     // The caller left (CANCEL raced the answer) or the ring timed out:
                     // confirm and tear down this seat's dialog (§15).
@@ -1158,61 +1665,57 @@ impl B2bua {
                 call.seat_answered = Some(seat_id);
                 call.answered_at = Some(now);
                 call.ack_owed = Some((Side::B, cseq));
+                if call.early {
+                    self.effects.push_back(CallEffect::MediaStopPlay {
+                        call: id,
+                        leg: Leg::A,
+                    });
+                }
                 if let Some(row) = call.row {
                     self.effects.push_back(CallEffect::Answered {
                         call: id,
                         row,
                         seat_id,
                     });
+                    self.answered_rows.insert(seat_id, row);
+                    self.records_early.remove(&seat_id);
                 }
                 self.answer_a(io, now, id, sdp.as_bytes());
+                self.acd.answered(now, id, seat_id);
+                self.apply_acd(io, now);
             }
             // The seat declined, was busy, or our CANCEL took effect (487); the layer has
             // ACKed the final response (§17.1.1.3).
-            _ => self.seat_failed(io, now, id, key, seats),
+            486 | 600 => self.seat_failed(io, now, id, key, OfferEnd::Busy),
+            487 => self.seat_failed(io, now, id, key, OfferEnd::AfterWithdraw),
+            _ => self.seat_failed(io, now, id, key, OfferEnd::Declined),
         }
     }
 
     /// The INVITE `key` to a seat ended without an answer (a final non-2xx, Timer B, a
     /// transport error): that seat is out of the picture and the call moves on, or ends.
-    fn seat_failed(
-        &mut self,
-        io: &mut Io,
-        now: Instant,
-        id: u64,
-        key: &TsxKey,
-        seats: &dyn SeatLocator,
-    ) {
+    fn seat_failed(&mut self, io: &mut Io, now: Instant, id: u64, key: &TsxKey, end: OfferEnd) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(b) = call.b.take_if(|b| b.invite_tsx == *key) else {
-            return;
+            return self.on_dying_response(io, now, id, key, 500, None);
         };
-        call.ring_deadline = None;
-        let ringing = call.phase == Phase::Ringing && call.a_tsx.is_some();
         self.by_b.remove(&b.dialog.call_id);
-        self.release_seat(now, b.seat_id, id);
-        if ringing {
-            self.route(io, now, id, seats);
-        } else {
-            self.remove_if_done(id);
-        }
+        self.seat_released(id, b.seat_id);
+        // The ACD counts the refusal and offers the caller (if still waiting) the next seat.
+        self.acd.offer_ended(now, id, b.seat_id, end);
+        self.apply_acd(io, now);
+        self.remove_if_done(id);
     }
 
     /// The client INVITE to a seat failed without a response (Timer B, transport error).
-    pub fn on_client_failure(
-        &mut self,
-        io: &mut Io,
-        now: Instant,
-        key: &TsxKey,
-        seats: &dyn SeatLocator,
-    ) {
+    pub fn on_client_failure(&mut self, io: &mut Io, now: Instant, key: &TsxKey) {
         let Some(&(id, purpose)) = self.client.get(key) else {
             return;
         };
         match purpose {
-            Purpose::BInvite => self.seat_failed(io, now, id, key, seats),
+            Purpose::BInvite => self.seat_failed(io, now, id, key, OfferEnd::Unreachable),
             Purpose::ReInvite => self.fail_reinvite(io, now, id, 408, "Request Timeout"),
             Purpose::Cancel | Purpose::Bye => {
                 self.client.remove(key);
@@ -1256,12 +1759,14 @@ impl B2bua {
             Phase::Ringing => {
                 self.finish(id, "abandoned");
                 self.cancel_b(io, now, id);
+                self.acd.abandon(now, id);
+                self.apply_acd(io, now);
             }
             Phase::Announcing => {
                 self.finish(id, "abandoned");
                 self.stop_media(id);
             }
-            Phase::Answered | Phase::Ending => {}
+            Phase::Answered | Phase::Message | Phase::Ending => {}
         }
         self.remove_if_done(id);
         true
@@ -1325,10 +1830,17 @@ impl B2bua {
                     .is_some_and(|c| c.phase == Phase::Answered);
                 match side {
                     Side::A if !answered => {
-                        // BYE in an early dialog: like a CANCEL.
+                        // BYE in an early dialog: like a CANCEL. (During message taking the
+                        // outcome is already `overflow`: hanging up ends the message.)
                         self.fail_a(io, now, id, 487, "Request Terminated", &[]);
                         self.finish(id, "abandoned");
                         self.cancel_b(io, now, id);
+                        self.acd.abandon(now, id);
+                        self.apply_acd(io, now);
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.phase = Phase::Ending;
+                            c.retrans[0] = None;
+                        }
                         self.stop_media(id);
                     }
                     _ => {
@@ -1612,7 +2124,11 @@ impl B2bua {
         match side {
             Side::A => {
                 let answered_a = self.calls.get(&id).is_some_and(|c| {
-                    c.a_tsx.is_none() && matches!(c.phase, Phase::Answered | Phase::Announcing)
+                    c.a_tsx.is_none()
+                        && matches!(
+                            c.phase,
+                            Phase::Answered | Phase::Announcing | Phase::Message
+                        )
                 });
                 if established && answered_a {
                     self.send_in_dialog(io, now, id, Side::A, "BYE", None);
@@ -1647,23 +2163,35 @@ impl B2bua {
                 call.retrans[1] = None;
                 if let Some(b) = call.b.take() {
                     self.by_b.remove(&b.dialog.call_id);
-                    self.release_seat(now, b.seat_id, id);
+                    self.release_seat(io, now, b.seat_id, id);
                 }
             }
         }
     }
 
-    fn release_seat(&mut self, now: Instant, seat: i64, id: u64) {
-        if self.busy.get(&seat) == Some(&id) {
-            self.busy.remove(&seat);
-            self.idle_since.insert(seat, now);
-            if let Some(row) = self.calls.get(&id).and_then(|c| c.row) {
-                self.effects.push_back(CallEffect::SeatReleased {
-                    call: id,
-                    row,
-                    seat_id: seat,
-                });
-            }
+    /// Leg B to `seat` is gone: the seat's call (wrap-up follows, unless its record is in
+    /// already) or offer is over.
+    fn release_seat(&mut self, io: &mut Io, now: Instant, seat: i64, id: u64) {
+        self.seat_released(id, seat);
+        self.acd.call_ended(now, id, seat);
+        let row = self.calls.get(&id).and_then(|c| c.row);
+        if row.is_some() && self.records_early.get(&seat) == row.as_ref() {
+            self.records_early.remove(&seat);
+            self.acd.wrap_up_done(now, seat);
+        }
+        self.acd.offer_ended(now, id, seat, OfferEnd::AfterWithdraw);
+        self.apply_acd(io, now);
+    }
+
+    /// Tells the operator console that `seat` is off call `id` (it stopped ringing or the
+    /// call ended). Said again for the same seat and call, it changes nothing there.
+    fn seat_released(&mut self, id: u64, seat: i64) {
+        if let Some(row) = self.calls.get(&id).and_then(|c| c.row) {
+            self.effects.push_back(CallEffect::SeatReleased {
+                call: id,
+                row,
+                seat_id: seat,
+            });
         }
     }
 
@@ -1720,6 +2248,7 @@ impl B2bua {
         let done = self.calls.get(&id).is_some_and(|c| {
             c.a_tsx.is_none()
                 && c.b.is_none()
+                && c.dying.is_empty()
                 && c.phase == Phase::Ending
                 && c.retrans.iter().all(Option::is_none)
         });
@@ -1728,6 +2257,8 @@ impl B2bua {
         }
         self.finish(id, "failed");
         self.stop_media(id);
+        // A caller still queued (a failure, not an abandon) leaves the queue unlogged.
+        self.acd.remove_call(id);
         if let Some(call) = self.calls.remove(&id) {
             self.by_a.remove(&call.a_key);
             if let Some(k) = call.a_tsx {
@@ -1754,6 +2285,22 @@ impl B2bua {
                 self.bye(io, now, id, Side::A);
                 self.finish(id, "failed");
             }
+            // "Please wait" is over: ringback until a seat answers.
+            MediaNotice::PlayFinished if call.phase == Phase::Ringing && call.early => {
+                self.effects.push_back(CallEffect::MediaPlay {
+                    call: id,
+                    leg: Leg::A,
+                    prompt: Prompt::Ringback,
+                    repeat: true,
+                    law: call.law,
+                });
+            }
+            MediaNotice::PlayFinished if call.phase == Phase::Message => {
+                self.start_recording(id, now);
+            }
+            // A queued caller's carrier need not send RTP during early media; the queue's
+            // maximum wait bounds the call instead.
+            MediaNotice::Timeout if call.phase == Phase::Ringing => {}
             MediaNotice::Timeout | MediaNotice::Failed => {
                 let unanswered = call.a_tsx.is_some();
                 if unanswered {
@@ -1773,6 +2320,9 @@ impl B2bua {
                 if self.calls.get(&id).is_some_and(|c| c.a_tsx.is_some()) {
                     self.cancel_b(io, now, id);
                     self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+                    // A fax heard while queued: out of the queue (not an abandon).
+                    self.acd.remove_call(id);
+                    self.apply_acd(io, now);
                 } else {
                     self.bye(io, now, id, Side::B);
                     self.bye(io, now, id, Side::A);
@@ -1799,10 +2349,25 @@ impl B2bua {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((d, _))| *d)
+        [
+            self.deadlines.peek().map(|Reverse((d, _))| *d),
+            self.acd.poll_timeout(),
+            self.next_reconcile,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    pub fn handle_timeout(&mut self, io: &mut Io, now: Instant) {
+    pub fn handle_timeout(&mut self, io: &mut Io, now: Instant, seats: &dyn SeatLocator) {
+        if self.acd.poll_timeout().is_some_and(|d| d <= now) {
+            self.acd.handle_timeout(now);
+            self.apply_acd(io, now);
+        }
+        if self.next_reconcile.is_some_and(|d| d <= now) {
+            self.next_reconcile = Some(now + RECONCILE_EVERY);
+            self.reconcile(io, now, seats);
+        }
         let mut due = Vec::new();
         while let Some(Reverse((d, id))) = self.deadlines.peek().copied() {
             if d > now {
@@ -1849,12 +2414,12 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.ring_deadline.is_some_and(|d| d <= now) {
-            call.ring_deadline = None;
-            call.ring_timed_out = true;
-            // No answer in time: cancel this seat; its 487 moves the call on (see
-            // `on_b_invite_response`).
-            self.cancel_b(io, now, id);
+        if call.record_deadline.is_some_and(|d| d <= now) {
+            // The longest message allowed: thank you and goodbye.
+            call.record_deadline = None;
+            self.bye(io, now, id, Side::A);
+            self.finish(id, "overflow");
+            self.remove_if_done(id);
         }
     }
 }

@@ -8,7 +8,9 @@
 //!  phase        to the carrier            to the seat            recorded outcome
 //!  Admitting    (refused: try again — admission takes milliseconds; nothing to end yet)
 //!  Ringing      480 Temporarily Unavail.  CANCEL (→ 487)         failed
+//!   (queued or a seat ringing; the caller leaves the ACD's queue unlogged)
 //!  Announcing   BYE                       —                      the decided one (out_of_hours…)
+//!  Message      BYE (recording kept)      —                      overflow
 //!  Answered     BYE                       BYE                    answered
 //!  Ending       (already ending: nothing to do)
 //! ```
@@ -52,7 +54,8 @@ pub struct LiveCall {
     pub caller: String,
     /// The seat being rung or on the call.
     pub seat_id: Option<i64>,
-    /// `admitting`, `ringing`, `announcing`, `answered`, `ending`.
+    /// `admitting`, `queued` (waiting for a free seat), `ringing` (a seat is rung),
+    /// `message` (overflow: leaving a voice message), `announcing`, `answered`, `ending`.
     pub state: &'static str,
     /// Since the carrier's INVITE.
     pub duration_ms: u64,
@@ -81,10 +84,12 @@ pub enum HangupError {
     Admitting,
 }
 
-fn state_name(p: Phase) -> &'static str {
-    match p {
+fn state_name(c: &Call) -> &'static str {
+    match c.phase {
         Phase::Admitting => "admitting",
+        Phase::Ringing if c.b.is_none() => "queued",
         Phase::Ringing => "ringing",
+        Phase::Message => "message",
         Phase::Announcing => "announcing",
         Phase::Answered => "answered",
         Phase::Ending => "ending",
@@ -140,30 +145,13 @@ impl B2bua {
                 contractor: c.contractor.as_ref().map(|x| x.1.clone()),
                 caller: c.caller_label.clone(),
                 seat_id: c.seat_answered.or_else(|| c.b.as_ref().map(|b| b.seat_id)),
-                state: state_name(c.phase),
+                state: state_name(c),
                 duration_ms: ms(now.saturating_duration_since(c.started)),
                 talk_ms: c.answered_at.map(|a| ms(now.saturating_duration_since(a))),
             })
             .collect();
         out.sort_by_key(|c| (std::cmp::Reverse(c.duration_ms), c.call));
         out
-    }
-
-    /// Seat id → `ringing` or `on_call` for the seats the call path holds.
-    pub fn seat_states(&self) -> Vec<(i64, &'static str)> {
-        let mut v: Vec<_> = self
-            .busy
-            .iter()
-            .map(|(&seat, id)| {
-                let answered = self
-                    .calls
-                    .get(id)
-                    .is_some_and(|c| c.seat_answered == Some(seat));
-                (seat, if answered { "on_call" } else { "ringing" })
-            })
-            .collect();
-        v.sort_unstable();
-        v
     }
 
     /// The call key of ledger row `row`, if that call is in progress.
@@ -190,8 +178,10 @@ impl B2bua {
                 self.cancel_b(io, now, id);
                 self.stop_media(id);
                 self.finish(id, "failed");
+                self.acd.remove_call(id);
+                self.apply_acd(io, now);
             }
-            Phase::Announcing => {
+            Phase::Announcing | Phase::Message => {
                 self.bye(io, now, id, Side::A);
                 self.finish(id, "failed");
             }

@@ -45,13 +45,26 @@ struct H {
 
 impl H {
     fn new(seats: Vec<SeatTarget>) -> H {
+        H::with_acd(
+            seats,
+            AcdConfig {
+                // Long enough not to interfere with the flows tested here.
+                max_wait: Duration::from_secs(600),
+                wrap_up_max: Duration::ZERO,
+                ..AcdConfig::default()
+            },
+        )
+    }
+
+    fn with_acd(seats: Vec<SeatTarget>, acd: AcdConfig) -> H {
         let cfg = B2buaConfig {
             local: addr(LOCAL),
             media_ip: "192.0.2.1".parse().unwrap(),
             rtp_port_min: 40000,
             rtp_port_max: 40099,
             codecs: vec![Codec::Pcmu, Codec::Pcma],
-            ring_timeout: Duration::from_secs(20),
+            acd,
+            recording_max: Duration::from_secs(120),
             trunks: vec![Trunk {
                 name: "carrier-a".into(),
                 sources: vec!["192.0.2.0/24".parse().unwrap()],
@@ -211,6 +224,7 @@ fn route(row: i64) -> Admission {
         contractor_id: 3,
         name: "株式会社ABC".into(),
         greeting: "お電話ありがとうございます、株式会社ABCでございます".into(),
+        skill: None,
     }
 }
 
@@ -249,6 +263,12 @@ fn ring(h: &mut H, call_id: &str) -> Message {
     assert_eq!(request.number.as_str(), "+81312345678");
     assert_eq!(request.caller.as_deref(), Some("+81901234567"));
     let out = h.admit(*call, route(11));
+    let early = only(&out, CARRIER);
+    assert_eq!(early.len(), 1, "{out:?}");
+    assert_eq!(early[0].status(), Some(183), "queue audio as early media");
+    assert!(std::str::from_utf8(early[0].body())
+        .unwrap()
+        .contains("c=IN IP4 192.0.2.1"));
     let invites = only(&out, SEAT1);
     assert_eq!(invites.len(), 1, "{out:?}");
     invites[0].clone()
@@ -278,18 +298,23 @@ fn answered_call_end_to_end_with_bye_from_the_carrier() {
     assert!(body.contains(&format!("m=audio {b_port} RTP/AVP")));
     assert_eq!(a.rtp, Some(addr("192.0.2.10:20000")));
 
+    // The caller hears our queue audio (early media), not the seat's ringing.
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        CallEffect::MediaPlay {
+            leg: Leg::A,
+            prompt: Prompt::PleaseWait,
+            repeat: false,
+            ..
+        }
+    )));
     let out = h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
-    assert_eq!(
-        statuses(
-            &only(&out, CARRIER)
-                .into_iter()
-                .cloned()
-                .map(|m| (addr(CARRIER), m))
-                .collect::<Vec<_>>()
-        ),
-        [180]
-    );
+    assert!(only(&out, CARRIER).is_empty(), "{out:?}");
     let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    assert!(h
+        .effects
+        .iter()
+        .any(|e| matches!(e, CallEffect::MediaStopPlay { leg: Leg::A, .. })));
     let to_carrier = only(&out, CARRIER);
     assert_eq!(to_carrier.len(), 1);
     let ok = to_carrier[0];
@@ -619,31 +644,111 @@ fn answer_racing_the_cancel_is_acked_and_hung_up() {
     assert_eq!(finished.len(), 1, "{fx:?}");
 }
 
+/// Nobody registered: the caller is answered at once, asked to leave a message after the
+/// tone, recorded, and the call counts as `overflow` (issue #6 §4).
 #[test]
-fn no_free_seat_is_a_clean_480_overflow() {
+fn no_seat_registered_overflows_to_message_taking() {
     let mut h = H::new(vec![]);
     h.feed(CARRIER, &invite("o1", "1", "", OFFER));
     let out = h.admit(0, route(5));
-    assert_eq!(statuses(&out), [480]);
-    assert!(h.take_effects().contains(&CallEffect::Finished {
+    assert_eq!(statuses(&out), [183, 200]);
+    let tag = out[1].1.to_tag().unwrap().to_owned();
+    let fx = h.take_effects();
+    let kinds: Vec<_> = fx
+        .iter()
+        .filter_map(|e| match e {
+            CallEffect::Queue { row: 5, kind, .. } => Some(kind.name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["entered", "overflow"]);
+    assert!(matches!(
+        fx.last(),
+        Some(CallEffect::MediaPlay {
+            prompt: Prompt::LeaveMessage,
+            repeat: false,
+            ..
+        })
+    ));
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "o1", &tag, 1, ""));
+    h.ep.handle_media(h.now, 0, MediaNotice::PlayFinished);
+    h.drain();
+    assert!(h.take_effects().contains(&CallEffect::MediaRecord {
+        call: 0,
+        row: 5,
+        law: Law::Pcmu,
+        max: Duration::from_secs(120),
+    }));
+    // The caller speaks, then hangs up.
+    let out = h.feed(CARRIER, &carrier_in_dialog("BYE", "o1", &tag, 2, ""));
+    assert_eq!(statuses(&out), [200]);
+    let fx = h.take_effects();
+    assert!(fx.contains(&CallEffect::Finished {
         call: 0,
         row: 5,
         outcome: "overflow",
         seat_id: None
     }));
+    assert!(fx.contains(&CallEffect::MediaStop { call: 0 }));
+    assert_eq!(h.calls(), 0);
 }
 
 #[test]
-fn busy_seat_moves_the_call_to_the_next_and_a_seat_takes_one_call_at_a_time() {
+fn message_recording_is_bounded_and_a_late_offer_gets_480() {
+    let mut h = H::new(vec![]);
+    h.feed(CARRIER, &invite("o2", "1", "", OFFER));
+    let out = h.admit(0, route(6));
+    let tag = out[1].1.to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "o2", &tag, 1, ""));
+    h.ep.handle_media(h.now, 0, MediaNotice::PlayFinished);
+    h.drain();
+    // The caller never stops talking: we hang up at the maximum length.
+    let out = h.advance(Duration::from_secs(121));
+    assert_eq!(only(&out, CARRIER)[0].method(), Some(&SipMethod::Bye));
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Finished {
+            outcome: "overflow",
+            ..
+        }
+    )));
+    // Without SDP nothing can be played or recorded.
+    h.feed(CARRIER, &invite("o3", "1", "", ""));
+    let out = h.admit(1, route(7));
+    assert_eq!(statuses(&out), [180, 480]);
+}
+
+#[test]
+fn a_seat_takes_one_call_at_a_time_and_busy_waits_its_retry_delay() {
     let mut h = H::new(vec![seat(1, "op1", SEAT1), seat(2, "op2", SEAT2)]);
     let inv = ring(&mut h, "b1");
     // A second call while op1 rings goes to op2.
     h.feed(CARRIER, &invite("b2", "2", "", OFFER));
     let out = h.admit(1, route(12));
     assert_eq!(only(&out, SEAT2).len(), 1, "never two offers to one seat");
-    // op1 is busy: the first call cannot go anywhere else now (op2 ringing) → 480.
+    assert!(only(&out, SEAT1).is_empty());
+    // op1 is busy: the first call waits in the queue (op2 is ringing for the other).
     let out = h.feed_msg(SEAT1, &seat_reply(&inv, 486, "s1", None));
-    assert!(statuses(&out).contains(&480), "{out:?}");
+    assert!(only(&out, CARRIER).is_empty(), "{out:?}");
+    assert!(!only(&out, SEAT1)
+        .iter()
+        .any(|m| m.method() == Some(&SipMethod::Invite)));
+    // After the busy retry delay (30 s) op1 is offered the call again.
+    let out = h.advance(Duration::from_secs(31));
+    let again: HashSet<_> = only(&out, SEAT1)
+        .into_iter()
+        .filter(|m| m.method() == Some(&SipMethod::Invite))
+        .map(|m| m.call_id().to_owned())
+        .collect();
+    assert_eq!(again.len(), 1, "one new INVITE (and its retransmissions)");
+    assert!(!again.contains(inv.call_id()));
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Queue {
+            kind: crate::acd::QueueEventKind::Busy { seat: 1 },
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -656,40 +761,127 @@ fn seat_decline_tries_the_other_seat() {
 }
 
 #[test]
-fn ring_timeout_cancels_and_moves_on() {
+fn ring_timeout_cancels_and_moves_on_at_once() {
     let mut h = H::new(vec![seat(1, "op1", SEAT1), seat(2, "op2", SEAT2)]);
     let inv = ring(&mut h, "t1");
     h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
-    let out = h.advance(Duration::from_secs(21));
+    let out = h.advance(Duration::from_secs(14));
+    assert!(only(&out, SEAT1).is_empty());
+    let out = h.advance(Duration::from_secs(2));
     let cancels: Vec<_> = only(&out, SEAT1)
         .into_iter()
         .filter(|m| m.method() == Some(&SipMethod::Cancel))
         .collect();
-    assert!(!cancels.is_empty());
+    assert!(!cancels.is_empty(), "ring timeout 15 s");
     assert!(
         cancels
             .iter()
             .all(|c| c.top_via().branch() == inv.top_via().branch()),
         "one CANCEL transaction (retransmitted until answered)"
     );
+    assert_eq!(
+        only(&out, SEAT2)[0].method(),
+        Some(&SipMethod::Invite),
+        "the next seat is rung without waiting for the 487"
+    );
     let out = h.feed_msg(SEAT1, &seat_reply(&inv, 487, "s1", None));
-    assert_eq!(only(&out, SEAT2)[0].method(), Some(&SipMethod::Invite));
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Ack));
+    assert!(only(&out, SEAT2).is_empty());
 }
 
 #[test]
-fn unresponsive_seat_times_out_and_caller_gets_480() {
+fn a_withdrawn_seat_that_answers_anyway_is_hung_up() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1), seat(2, "op2", SEAT2)]);
+    let inv = ring(&mut h, "t3");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    h.advance(Duration::from_secs(16));
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let methods: Vec<_> = only(&out, SEAT1)
+        .iter()
+        .filter_map(|m| m.method().cloned())
+        .collect();
+    assert_eq!(methods, [SipMethod::Ack, SipMethod::Bye]);
+    assert!(
+        only(&out, CARRIER).is_empty(),
+        "the caller is not answered by it"
+    );
+}
+
+#[test]
+fn unresponsive_seat_is_withdrawn_and_offered_again_after_its_delay() {
     let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
-    ring(&mut h, "t2");
-    // No response at all: Timer B (64·T1) ends the attempt.
+    let inv = ring(&mut h, "t2");
+    // No response at all: no CANCEL can go before a provisional (§9.1); Timer B (64·T1)
+    // ends the INVITE; the no-answer retry delay (10 s) follows.
     let out = h.advance(Duration::from_secs(40));
-    assert!(statuses(&out).contains(&480), "{:?}", statuses(&out));
+    assert!(statuses(&out).is_empty(), "the caller keeps waiting");
+    assert!(only(&out, SEAT1)
+        .iter()
+        .all(|m| m.call_id() == inv.call_id() && m.method() == Some(&SipMethod::Invite)));
+    let out = h.advance(Duration::from_secs(3));
+    let again: HashSet<_> = only(&out, SEAT1)
+        .into_iter()
+        .filter(|m| m.call_id() != inv.call_id())
+        .map(|m| m.call_id().to_owned())
+        .collect();
+    assert_eq!(again.len(), 1);
+    let snapshot = h.ep.acd_snapshot(h.now);
+    assert_eq!(snapshot.waiting.len(), 1);
+    assert_eq!(snapshot.seats[0].consecutive_no_answers, 1);
+}
+
+#[test]
+fn max_wait_overflows_a_queued_caller() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "w1");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "w1", &tag, 1, ""));
+    // op1 is on a call: the next caller waits, then leaves a message at max_wait.
+    h.feed(CARRIER, &invite("w2", "2", "", OFFER));
+    let out = h.admit(1, route(13));
+    assert_eq!(statuses(&out), [183]);
+    let out = h.advance(Duration::from_secs(599));
+    assert!(only(&out, CARRIER).is_empty() || statuses(&out).iter().all(|s| *s < 200));
+    let out = h.advance(Duration::from_secs(2));
+    assert!(statuses(&out).contains(&200), "{:?}", statuses(&out));
     assert!(h.take_effects().iter().any(|e| matches!(
         e,
-        CallEffect::Finished {
-            outcome: "overflow",
+        CallEffect::Queue {
+            row: 13,
+            kind: crate::acd::QueueEventKind::Overflow { wait_ms: 600_000 },
             ..
         }
     )));
+}
+
+#[test]
+fn seat_commands_and_reconcile() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1), seat(2, "op2", SEAT2)]);
+    let now = h.now;
+    h.ep.seat_command(
+        now,
+        SeatCommand::Pause {
+            seat: "op1".into(),
+            reason: "break".into(),
+        },
+    )
+    .unwrap();
+    h.feed(CARRIER, &invite("p1", "1", "", OFFER));
+    let out = h.admit(0, route(20));
+    assert!(only(&out, SEAT1).is_empty(), "paused");
+    assert_eq!(only(&out, SEAT2).len(), 1);
+    assert_eq!(
+        h.ep.seat_command(now, SeatCommand::Resume { seat: "op9".into() }),
+        Err(crate::acd::AcdError::UnknownSeat("op9".into()))
+    );
+    let snap = h.ep.acd_snapshot(now);
+    assert_eq!(snap.seats[0].state.name(), "paused");
+    assert_eq!(snap.seats[1].state.name(), "ringing");
+    // The periodic reconcile finds nothing to repair in a consistent state.
+    h.advance(RECONCILE_EVERY * 2);
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[1].state.name(), "ringing");
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "paused");
 }
 
 #[test]
@@ -894,6 +1086,136 @@ fn in_dialog_request_for_unknown_dialog_is_481() {
     assert_eq!(statuses(&out), [481]);
 }
 
+#[test]
+fn wrap_up_holds_the_seat_until_the_record_is_submitted() {
+    let acd = AcdConfig {
+        wrap_up_max: Duration::from_secs(120),
+        max_wait: Duration::from_secs(600),
+        ..AcdConfig::default()
+    };
+    let mut h = H::with_acd(vec![seat(1, "op1", SEAT1)], acd);
+    let inv = ring(&mut h, "u1");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "u1", &tag, 1, ""));
+    h.feed(CARRIER, &carrier_in_dialog("BYE", "u1", &tag, 2, ""));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "wrap_up");
+    // The next caller waits while the operator writes the record.
+    h.feed(CARRIER, &invite("u2", "2", "", OFFER));
+    let out = h.admit(1, route(12));
+    assert_eq!(statuses(&out), [183]);
+    assert!(only(&out, SEAT1)
+        .iter()
+        .all(|m| m.method() != Some(&SipMethod::Invite)));
+    assert!(
+        !h.ep.record_submitted(h.now, 1, 12),
+        "a record for another call ends nothing"
+    );
+    assert!(
+        !h.ep.record_submitted(h.now, 2, 11),
+        "nor one from another seat"
+    );
+    assert!(
+        h.ep.record_submitted(h.now, 1, 11),
+        "the record was submitted"
+    );
+    let out = h.drain();
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Invite));
+    assert!(
+        !h.ep.record_submitted(h.now, 1, 11),
+        "not in wrap-up any more"
+    );
+}
+
+#[test]
+fn a_record_submitted_during_the_call_skips_wrap_up() {
+    let acd = AcdConfig {
+        wrap_up_max: Duration::from_secs(120),
+        ..AcdConfig::default()
+    };
+    let mut h = H::with_acd(vec![seat(1, "op1", SEAT1)], acd);
+    let inv = ring(&mut h, "w1");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+    let tag = only(&out, CARRIER)[0].to_tag().unwrap().to_owned();
+    h.feed(CARRIER, &carrier_in_dialog("ACK", "w1", &tag, 1, ""));
+    assert!(
+        h.ep.record_submitted(h.now, 1, 11),
+        "noted while on the call"
+    );
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "on_call");
+    h.feed(CARRIER, &carrier_in_dialog("BYE", "w1", &tag, 2, ""));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "available");
+}
+
+#[test]
+fn the_console_pauses_and_resumes_a_seat_by_id() {
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.ep.seat_command(
+        h.now,
+        SeatCommand::Pause {
+            seat: SeatRef::Id(1),
+            reason: "休憩".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "paused");
+    assert_eq!(
+        h.ep.seat_command(
+            h.now,
+            SeatCommand::Resume {
+                seat: SeatRef::Id(9)
+            }
+        ),
+        Err(crate::acd::AcdError::UnknownSeat("#9".into()))
+    );
+    h.ep.seat_command(
+        h.now,
+        SeatCommand::Resume {
+            seat: SeatRef::Id(1),
+        },
+    )
+    .unwrap();
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "available");
+}
+
+#[test]
+fn an_expired_registration_withdraws_the_ringing_offer() {
+    let acd = AcdConfig {
+        ring_timeout: Duration::from_secs(7200),
+        max_wait: Duration::from_secs(7200),
+        ..AcdConfig::default()
+    };
+    let mut h = H::with_acd(vec![seat(1, "op1", SEAT1)], acd);
+    let inv = ring(&mut h, "x1");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    h.take_effects();
+    // The binding expires while the phone rings (the wall clock moved on to 10 s before its
+    // expiry): CANCEL, and with nobody left the caller is asked for a message.
+    h.ep.set_unix_base(h.now, Duration::from_secs(T_UNIX + 3590));
+    let out = h.advance(Duration::from_secs(11));
+    assert!(only(&out, SEAT1)
+        .iter()
+        .any(|m| m.method() == Some(&SipMethod::Cancel)));
+    assert!(statuses(
+        &only(&out, CARRIER)
+            .into_iter()
+            .map(|m| (addr(CARRIER), m.clone()))
+            .collect::<Vec<_>>()
+    )
+    .contains(&200));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "ringing");
+    let out = h.feed_msg(SEAT1, &seat_reply(&inv, 487, "s1", None));
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Ack));
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "offline");
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::MediaPlay {
+            prompt: Prompt::LeaveMessage,
+            ..
+        }
+    )));
+}
+
 const T38_OFFER: &str = "v=0\r\no=fax 1 2 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n\
 t=0 0\r\nm=audio 0 RTP/AVP 0\r\nm=image 30002 udptl t38\r\na=T38FaxVersion:0\r\n";
 
@@ -996,7 +1318,12 @@ fn seat_redirect_is_never_followed() {
         out.iter().all(|(a, _)| *a != addr("203.0.113.66:5060")),
         "{out:?}"
     );
-    assert!(statuses(&out).contains(&480), "{:?}", statuses(&out));
+    // The ACD counts it as a refusal: the caller waits on in the queue (for the next free
+    // seat, or message taking at the queue's maximum wait).
+    assert!(statuses(&out).is_empty(), "{:?}", statuses(&out));
+    let snap = h.ep.acd_snapshot(h.now);
+    assert_eq!(snap.waiting.len(), 1, "{snap:?}");
+    assert_eq!(snap.waiting[0].ringing_seat, None);
 }
 
 // ------------------------------------------------------------------ operations (issue #9)
@@ -1018,7 +1345,7 @@ fn admin_hangup_of_an_answered_call_byes_both_legs_and_stays_answered() {
     assert_eq!(live[0].contractor.as_deref(), Some("株式会社ABC"));
     assert_eq!(live[0].duration_ms, 5000);
     assert_eq!(live[0].talk_ms, Some(3000));
-    assert_eq!(h.ep.b2bua().unwrap().seat_states(), [(1, "on_call")]);
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "on_call");
     h.take_effects();
     let call = h.ep.b2bua().unwrap().call_by_row(11).unwrap();
     h.ep.hang_up(h.now, call).unwrap();
@@ -1053,7 +1380,7 @@ fn admin_hangup_while_ringing_cancels_the_seat_and_records_failed() {
     let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
     let inv = ring(&mut h, "h2");
     h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
-    assert_eq!(h.ep.b2bua().unwrap().seat_states(), [(1, "ringing")]);
+    assert_eq!(h.ep.acd_snapshot(h.now).seats[0].state.name(), "ringing");
     h.take_effects();
     h.ep.hang_up(h.now, 0).unwrap();
     let out = h.drain();

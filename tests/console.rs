@@ -566,6 +566,10 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
             SEAT_PASSWORD,
             "--web-password",
             WEB_PASSWORD,
+            // The contractor has the hearing option: the ACD prefers seats with this skill
+            // (a seat without it gets the call only after acd.skill_fallback_s).
+            "--skill",
+            "hearing",
         ],
     )
     .ok();
@@ -889,6 +893,10 @@ async fn console_refuses_what_it_must() {
             SEAT_PASSWORD,
             "--web-password",
             WEB_PASSWORD,
+            // The contractor has the hearing option: the ACD prefers seats with this skill
+            // (a seat without it gets the call only after acd.skill_fallback_s).
+            "--skill",
+            "hearing",
         ],
     )
     .ok();

@@ -887,6 +887,7 @@ impl B2bua {
         };
         call.a_remote = remote_of(&info);
         call.phase = Phase::Announcing;
+        call.media_started = true;
         let law = match info.codecs.first() {
             Some((Codec::Pcma, _)) => Law::Pcma,
             _ => Law::Pcmu,
@@ -2197,9 +2198,16 @@ impl B2bua {
 
     fn stop_media(&mut self, id: u64) {
         if let Some(call) = self.calls.get_mut(&id) {
-            if let Some(p) = call.ports.take() {
-                self.releasing.insert(id, p);
-                self.effects.push_back(CallEffect::MediaStop { call: id });
+            if let Some((a, b)) = call.ports.take() {
+                if call.media_started {
+                    self.releasing.insert(id, (a, b));
+                    self.effects.push_back(CallEffect::MediaStop { call: id });
+                } else {
+                    // Nothing was started on these ports (a late offer refused before any
+                    // media, or no prompt to play): no relay will report them stopped.
+                    let _ = self.ports.release(a);
+                    let _ = self.ports.release(b);
+                }
             }
         }
     }

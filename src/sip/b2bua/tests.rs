@@ -1462,3 +1462,24 @@ fn options_from_a_trunk_is_remembered_and_trunks_reload() {
     );
     assert_eq!(h.ep.counters().inbound.requests[0], 2, "two INVITEs in");
 }
+
+/// A late offer (no SDP) with no seat logged in is refused 480 before any media starts: its
+/// RTP ports go back at once (no relay will report them stopped), so such calls never
+/// exhaust the port range (found by the flood test: 503s after 25 calls).
+#[test]
+fn refused_late_offers_do_not_leak_rtp_ports() {
+    let mut h = H::new(vec![]);
+    // 100 ports = 25 calls' worth (two legs, RTP+RTCP); 60 calls in a row.
+    for i in 0..60u32 {
+        let cid = format!("late{i}");
+        let out = h.feed(CARRIER, &invite(&cid, &i.to_string(), "", ""));
+        assert_eq!(statuses(&out), [100], "call {i}");
+        let admit = h.take_effects();
+        let [CallEffect::Admit { call, .. }] = admit.as_slice() else {
+            panic!("{admit:?}")
+        };
+        let out = h.admit(*call, route(100 + i64::from(i)));
+        assert_eq!(statuses(&out).last(), Some(&480), "call {i}: {out:?}");
+        h.take_effects();
+    }
+}

@@ -563,6 +563,12 @@ async fn metrics_are_scraped_and_parsed() {
     assert!(get("smartdesk_sip_requests_total{direction=\"out\",method=\"INVITE\"}") >= 1.0);
     assert!(get("smartdesk_sip_responses_total{direction=\"out\",class=\"2xx\"}") >= 1.0);
     assert_eq!(get("smartdesk_queue_wait_seconds_count"), 1.0);
+    assert_eq!(
+        get("smartdesk_outbox_backlog"),
+        0.0,
+        "read from the ledger at start"
+    );
+    assert_eq!(get("smartdesk_outbox_failed"), 0.0);
     assert!(
         get("smartdesk_ledger_write_seconds_count") >= 2.0,
         "insert and outcome"

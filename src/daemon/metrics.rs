@@ -105,7 +105,13 @@ pub struct Metrics {
     rtp_relayed: AtomicU64,
     rtp_lost: AtomicU64,
     ledger_write_errors: AtomicU64,
+    /// Report outbox by state, refreshed by the daemon every [`OUTBOX_REFRESH`]; -1 = never read.
+    outbox_pending: std::sync::atomic::AtomicI64,
+    outbox_failed: std::sync::atomic::AtomicI64,
 }
+
+/// How often the outbox gauges are read from the ledger.
+pub const OUTBOX_REFRESH: Duration = Duration::from_secs(5);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -116,6 +122,8 @@ impl Default for Metrics {
             rtp_relayed: AtomicU64::new(0),
             rtp_lost: AtomicU64::new(0),
             ledger_write_errors: AtomicU64::new(0),
+            outbox_pending: std::sync::atomic::AtomicI64::new(-1),
+            outbox_failed: std::sync::atomic::AtomicI64::new(-1),
         }
     }
 }
@@ -134,6 +142,12 @@ impl Metrics {
     pub fn rtp(&self, relayed: u64, lost: u64) {
         self.rtp_relayed.fetch_add(relayed, Relaxed);
         self.rtp_lost.fetch_add(lost, Relaxed);
+    }
+
+    /// The report outbox as last read from the ledger.
+    pub fn set_outbox(&self, pending: i64, failed: i64) {
+        self.outbox_pending.store(pending, Relaxed);
+        self.outbox_failed.store(failed, Relaxed);
     }
 
     pub fn ledger_write_failed(&self) {
@@ -302,6 +316,21 @@ impl Metrics {
             "Live SIP transactions.",
         );
         let _ = writeln!(o, "smartdesk_sip_transactions {}", snap.transactions);
+        for (name, help, v) in [
+            (
+                "smartdesk_outbox_backlog",
+                "Reports waiting for delivery (retrying included); -1 until first read.",
+                self.outbox_pending.load(Relaxed),
+            ),
+            (
+                "smartdesk_outbox_failed",
+                "Reports that failed after their retry budget (alerts); -1 until first read.",
+                self.outbox_failed.load(Relaxed),
+            ),
+        ] {
+            family(&mut o, name, "gauge", help);
+            let _ = writeln!(o, "{name} {v}");
+        }
         self.ledger_write.render(
             &mut o,
             "smartdesk_ledger_write_seconds",

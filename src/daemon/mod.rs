@@ -227,6 +227,18 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
         sip_stopped,
         seat_feed_tx,
     ));
+    let outbox_gauges = {
+        let (ledger, metrics) = (d.ledger.clone(), d.metrics.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(metrics::OUTBOX_REFRESH);
+            loop {
+                tick.tick().await;
+                if let Ok(c) = ledger.outbox_counts().await {
+                    metrics.set_outbox(c.pending, c.failed);
+                }
+            }
+        })
+    };
     let reports_wake = Arc::new(tokio::sync::Notify::new());
     let web = tokio::spawn(crate::web::serve(
         web_listener,
@@ -310,6 +322,7 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
     // Reports are durable in the outbox; one cut mid-delivery is sent again at the next
     // start with the same idempotency key.
     reports.abort();
+    outbox_gauges.abort();
     if let Some(t) = metrics_task {
         t.abort();
     }

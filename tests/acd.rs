@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::calls::{carrier_as, login_as};
 use common::peers::{free_udp_port, scenario, sipp, sipp_trace, Daemon, Proc, OPEN};
 use common::Env;
 
@@ -83,34 +84,7 @@ fn phone(
     args.extend(keys.iter().map(|k| k.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let uas = sipp(env.dir.path(), name, &d.target(), &refs);
-    let label = format!("login-{name}");
-    let mut reg = sipp(
-        env.dir.path(),
-        &label,
-        &d.target(),
-        &[
-            "-sf",
-            scenario("seat_login.xml").to_str().expect("path"),
-            "-s",
-            name,
-            "-au",
-            name,
-            "-ap",
-            PASSWORD,
-            "-key",
-            "seat_port",
-            &port.to_string(),
-            "-m",
-            "1",
-        ],
-    );
-    assert_eq!(
-        reg.wait(Duration::from_secs(20)),
-        Some(0),
-        "login of {name}\n{}\n{}",
-        sipp_trace(env.dir.path(), &label),
-        d.log_text()
-    );
+    login_as(env, d, &format!("login-{name}"), name, PASSWORD, port);
     uas
 }
 
@@ -122,30 +96,14 @@ fn caller(
     number: &str,
     hold_ms: u32,
 ) -> Proc {
-    let aport = free_udp_port();
-    sipp(
-        env.dir.path(),
+    carrier_as(
+        env,
+        d,
         label,
-        &d.target(),
-        &[
-            "-sf",
-            scenario(scenario_file).to_str().expect("path"),
-            "-s",
-            number,
-            "-key",
-            "aport",
-            &aport.to_string(),
-            "-key",
-            "caller",
-            "09012345678",
-            "-key",
-            "privacy",
-            "X-Test: 1",
-            "-d",
-            &hold_ms.to_string(),
-            "-m",
-            "1",
-        ],
+        scenario_file,
+        number,
+        free_udp_port(),
+        hold_ms,
     )
 }
 

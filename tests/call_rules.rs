@@ -28,31 +28,7 @@ fn carrier_with_audio(
     let dir = env.dir.path().join("sipp-carrier");
     std::fs::create_dir_all(&dir).expect("trace dir");
     write_rtp_pcap(&dir.join("audio.pcap"), audio);
-    let aport = free_media_port();
-    sipp(
-        env.dir.path(),
-        "carrier",
-        &d.target(),
-        &[
-            "-sf",
-            scenario(scenario_file).to_str().expect("path"),
-            "-s",
-            NUMBER,
-            "-key",
-            "aport",
-            &aport.to_string(),
-            "-key",
-            "caller",
-            "09012345678",
-            "-key",
-            "privacy",
-            "X-Test: 1",
-            "-d",
-            &hold_ms.to_string(),
-            "-m",
-            "1",
-        ],
-    )
+    carrier(env, d, scenario_file, free_media_port(), hold_ms)
 }
 
 fn free_media_port() -> u16 {

@@ -18,6 +18,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use common::calls::login;
 use common::peers::{scenario, sipp, sipp_trace, Daemon, Proc, OPEN};
 use common::Env;
 
@@ -489,36 +490,6 @@ fn add_contractor(env: &Env, d: &Daemon) -> String {
     id
 }
 
-fn login_seat(env: &Env, d: &Daemon, seat_port: u16) {
-    let mut reg = sipp(
-        env.dir.path(),
-        "login",
-        &d.target(),
-        &[
-            "-sf",
-            scenario("seat_login.xml").to_str().expect("path"),
-            "-s",
-            "op1",
-            "-au",
-            "op1",
-            "-ap",
-            SEAT_PASSWORD,
-            "-key",
-            "seat_port",
-            &seat_port.to_string(),
-            "-m",
-            "1",
-        ],
-    );
-    assert_eq!(
-        reg.wait(Duration::from_secs(20)),
-        Some(0),
-        "seat login failed\n{}\n{}",
-        sipp_trace(env.dir.path(), "login"),
-        d.log_text()
-    );
-}
-
 /// `records --json` until every report of every record written here is delivered (bounded;
 /// the imported earlier record, by op9, has none).
 fn delivered_records(env: &Env, d: &Daemon, within: Duration) -> serde_json::Value {
@@ -649,7 +620,7 @@ async fn operator_takes_a_call_and_the_contractor_gets_the_report() {
             "1",
         ],
     );
-    login_seat(&env, &d, seat_port);
+    login(&env, &d, seat_port);
 
     // The browser: log in with the keyboard.
     let web = format!("http://127.0.0.1:{}", ports.web);

@@ -11,6 +11,7 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::calls::{carrier_as, login};
 use common::peers::{scenario, sipp, sipp_trace, Daemon, Proc, OPEN};
 use common::Env;
 use serde_json::Value;
@@ -88,63 +89,14 @@ fn seat_for(env: &Env, d: &Daemon, scenario_file: &str, calls: u32) -> Proc {
             &calls.to_string(),
         ],
     );
-    let mut reg = sipp(
-        env.dir.path(),
-        "login",
-        &d.target(),
-        &[
-            "-sf",
-            scenario("seat_login.xml").to_str().expect("path"),
-            "-s",
-            "op1",
-            "-au",
-            "op1",
-            "-ap",
-            SEAT_PASSWORD,
-            "-key",
-            "seat_port",
-            &port.to_string(),
-            "-m",
-            "1",
-        ],
-    );
-    assert_eq!(
-        reg.wait(Duration::from_secs(20)),
-        Some(0),
-        "seat login failed\n{}\n{}",
-        sipp_trace(env.dir.path(), "login"),
-        d.log_text()
-    );
+    login(env, d, port);
     uas
 }
 
 /// The carrier: `scenario_file` with the caller's number, holding `hold_ms` where it pauses.
 fn carrier(env: &Env, d: &Daemon, scenario_file: &str, hold_ms: u32) -> Proc {
     let aport = common::peers::free_udp_port();
-    sipp(
-        env.dir.path(),
-        "carrier",
-        &d.target(),
-        &[
-            "-sf",
-            scenario(scenario_file).to_str().expect("path"),
-            "-s",
-            NUMBER,
-            "-key",
-            "aport",
-            &aport.to_string(),
-            "-key",
-            "caller",
-            CALLER,
-            "-key",
-            "privacy",
-            "X-Test: 1",
-            "-d",
-            &hold_ms.to_string(),
-            "-m",
-            "1",
-        ],
-    )
+    carrier_as(env, d, "carrier", scenario_file, NUMBER, aport, hold_ms)
 }
 
 fn both_succeed(env: &Env, d: &Daemon, call: &mut Proc, phone: &mut Proc) {

@@ -70,19 +70,25 @@ pub fn seat(env: &Env, d: &Daemon, label: &str, scenario_file: &str, bport: u16)
 }
 
 pub fn login(env: &Env, d: &Daemon, seat_port: u16) {
+    login_as(env, d, "login", "op1", SEAT_PASSWORD, seat_port);
+}
+
+/// Seat `name` logs in (REGISTER, 401, digest credentials, 200) with its Contact on
+/// `seat_port`, through a SIPp traced under `label`; fails the test otherwise.
+pub fn login_as(env: &Env, d: &Daemon, label: &str, name: &str, password: &str, seat_port: u16) {
     let mut reg = sipp(
         env.dir.path(),
-        "login",
+        label,
         &d.target(),
         &[
             "-sf",
             scenario("seat_login.xml").to_str().expect("path"),
             "-s",
-            "op1",
+            name,
             "-au",
-            "op1",
+            name,
             "-ap",
-            SEAT_PASSWORD,
+            password,
             "-key",
             "seat_port",
             &seat_port.to_string(),
@@ -90,26 +96,40 @@ pub fn login(env: &Env, d: &Daemon, seat_port: u16) {
             "1",
         ],
     );
-    let code = reg.wait(Duration::from_secs(20));
     assert_eq!(
-        code,
+        reg.wait(Duration::from_secs(20)),
         Some(0),
-        "seat login failed\n{}\n{}",
-        sipp_trace(env.dir.path(), "login"),
+        "login of {name} failed\n{}\n{}",
+        sipp_trace(env.dir.path(), label),
         d.log_text()
     );
 }
 
 pub fn carrier(env: &Env, d: &Daemon, scenario_file: &str, aport: u16, hold_ms: u32) -> Proc {
+    carrier_as(env, d, "carrier", scenario_file, NUMBER, aport, hold_ms)
+}
+
+/// One call from the carrier's SIPp (traced under `label`) running `scenario_file` to
+/// `number`, its media port `aport`, from caller 09012345678, holding `hold_ms` where the
+/// scenario pauses.
+pub fn carrier_as(
+    env: &Env,
+    d: &Daemon,
+    label: &str,
+    scenario_file: &str,
+    number: &str,
+    aport: u16,
+    hold_ms: u32,
+) -> Proc {
     sipp(
         env.dir.path(),
-        "carrier",
+        label,
         &d.target(),
         &[
             "-sf",
             scenario(scenario_file).to_str().expect("path"),
             "-s",
-            NUMBER,
+            number,
             "-key",
             "aport",
             &aport.to_string(),

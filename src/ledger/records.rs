@@ -38,57 +38,7 @@ impl Ledger {
     /// Writes a record without queueing reports (tests and imports); the console and the
     /// CLI use [`Ledger::write_first_response`].
     pub async fn add_first_response(&self, r: &NewFirstResponse) -> Result<i64, LedgerError> {
-        if !CATEGORIES.contains(&r.category.as_str()) {
-            return Err(LedgerError::Conflict(format!(
-                "category {:?} is not one of {}",
-                r.category,
-                CATEGORIES.join(", ")
-            )));
-        }
-        let version: i64 = match r.supersedes {
-            None => 1,
-            Some(old) => {
-                let v: Option<i64> = on_pool!(self, |p| {
-                    sqlx::query_scalar("SELECT version FROM first_responses WHERE id = $1")
-                        .bind(old)
-                        .fetch_optional(p)
-                        .await?
-                });
-                v.ok_or(LedgerError::NotFound {
-                    what: "first-response record",
-                    id: old.to_string(),
-                })? + 1
-            }
-        };
-        let res: Result<i64, sqlx::Error> = on_pool!(self, |p| {
-            sqlx::query_scalar(
-                "INSERT INTO first_responses (call_id, contractor_id, seat_id, version, supersedes, caller_name,
-                     callback_number, callback_wanted, purpose, category, hearing_answers, written_by, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-            )
-            .bind(r.call_row)
-            .bind(r.contractor_id)
-            .bind(r.seat_id)
-            .bind(version)
-            .bind(r.supersedes)
-            .bind(&r.caller_name)
-            .bind(&r.callback_number)
-            .bind(r.callback_wanted)
-            .bind(&r.purpose)
-            .bind(&r.category)
-            .bind(r.hearing_answers.to_string())
-            .bind(&r.written_by)
-            .bind(r.created_at)
-            .fetch_one(p)
-            .await
-        });
-        match res {
-            Err(e) if LedgerError::is_unique_violation(&e) => Err(LedgerError::Conflict(format!(
-                "record {} has already been corrected; correct the latest version",
-                r.supersedes.unwrap_or_default()
-            ))),
-            other => Ok(other?),
-        }
+        self.insert_first_response(r, None).await.map(|(id, _)| id)
     }
 
     /// Writes a record and, in the same transaction, queues its report to every live
@@ -99,6 +49,16 @@ impl Ledger {
         &self,
         r: &NewFirstResponse,
         payload: &(dyn Fn(i64, i64) -> serde_json::Value + Sync),
+    ) -> Result<(i64, usize), LedgerError> {
+        self.insert_first_response(r, Some(payload)).await
+    }
+
+    /// The one write of a record (version, immutability, one first record per call), with its
+    /// reports queued in the same transaction when `payload` is given.
+    async fn insert_first_response(
+        &self,
+        r: &NewFirstResponse,
+        payload: Option<&(dyn Fn(i64, i64) -> serde_json::Value + Sync)>,
     ) -> Result<(i64, usize), LedgerError> {
         if !CATEGORIES.contains(&r.category.as_str()) {
             return Err(LedgerError::Conflict(format!(
@@ -145,6 +105,10 @@ impl Ledger {
                 .bind(r.created_at)
                 .fetch_one(&mut *tx)
                 .await?;
+                let Some(payload) = payload else {
+                    tx.commit().await?;
+                    return Ok((id, 0));
+                };
                 let channels: Vec<(i64, String, String)> = sqlx::query_as(
                     "SELECT id, kind, target FROM report_channels
                      WHERE contractor_id = $1 AND removed_at IS NULL ORDER BY id",

@@ -227,7 +227,8 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
         sip_stopped,
         seat_feed_tx,
     ));
-    let outbox_gauges = {
+    // Only worth a query every few seconds when someone scrapes the gauges.
+    let outbox_gauges = metrics_listener.is_some().then(|| {
         let (ledger, metrics) = (d.ledger.clone(), d.metrics.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(metrics::OUTBOX_REFRESH);
@@ -238,7 +239,7 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
                 }
             }
         })
-    };
+    });
     let reports_wake = Arc::new(tokio::sync::Notify::new());
     let web = tokio::spawn(crate::web::serve(
         web_listener,
@@ -322,7 +323,9 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
     // Reports are durable in the outbox; one cut mid-delivery is sent again at the next
     // start with the same idempotency key.
     reports.abort();
-    outbox_gauges.abort();
+    if let Some(t) = outbox_gauges {
+        t.abort();
+    }
     if let Some(t) = metrics_task {
         t.abort();
     }

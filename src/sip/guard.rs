@@ -345,9 +345,14 @@ impl Guard {
     }
 }
 
+/// Case-insensitive substring match without allocating (runs on every request with a
+/// User-Agent).
 pub fn is_scanner(user_agent: &str) -> bool {
-    let ua = user_agent.to_ascii_lowercase();
-    SCANNER_AGENTS.iter().any(|s| ua.contains(s))
+    let ua = user_agent.as_bytes();
+    SCANNER_AGENTS.iter().any(|s| {
+        ua.windows(s.len())
+            .any(|w| w.eq_ignore_ascii_case(s.as_bytes()))
+    })
 }
 
 #[cfg(test)]

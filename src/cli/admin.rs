@@ -563,18 +563,15 @@ fn seat_skills(skills: &[String]) -> CliResult<Vec<String>> {
 /// `smartdesk stats --day`: service levels from the queue log (see [`crate::acd::stats`]).
 pub(crate) async fn stats(g: &GlobalArgs, ledger: &Ledger, a: &crate::cli::StatsArgs) -> CliResult {
     let day = crate::cli::parse_date("--day", &a.day)?;
-    let tokyo = chrono_tz::Asia::Tokyo;
-    let start = |d: chrono::NaiveDate| {
-        tokyo
-            .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-            .single()
-            .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| CliError::field("--day", "out of range"))
-    };
     let next = day
         .succ_opt()
         .ok_or_else(|| CliError::field("--day", "out of range"))?;
-    let rows = ledger.queue_events(start(day)?, start(next)?).await?;
+    let rows = ledger
+        .queue_events(
+            tokyo_midnight("--day", day)?,
+            tokyo_midnight("--day", next)?,
+        )
+        .await?;
     let events: Vec<crate::acd::stats::LoggedEvent> = rows
         .iter()
         .map(|r| crate::acd::stats::LoggedEvent {
@@ -810,18 +807,22 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
 pub(crate) fn month_bounds(
     m: YearMonth,
 ) -> CliResult<(chrono::DateTime<Utc>, chrono::DateTime<Utc>)> {
-    let tokyo = chrono_tz::Asia::Tokyo;
-    let start = |d: chrono::NaiveDate| {
-        tokyo
-            .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-            .single()
-            .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| CliError::field("--month", "out of range"))
-    };
     let next = m
         .next()
         .ok_or_else(|| CliError::field("--month", "out of range"))?;
-    Ok((start(m.first_day())?, start(next.first_day())?))
+    Ok((
+        tokyo_midnight("--month", m.first_day())?,
+        tokyo_midnight("--month", next.first_day())?,
+    ))
+}
+
+/// The instant (UTC) a day begins in Asia/Tokyo; `field` names the input on error.
+fn tokyo_midnight(field: &str, d: chrono::NaiveDate) -> CliResult<chrono::DateTime<Utc>> {
+    chrono_tz::Asia::Tokyo
+        .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| CliError::field(field, "out of range"))
 }
 
 pub(crate) async fn calls(g: &GlobalArgs, ledger: &Ledger, a: &CallsArgs) -> CliResult {

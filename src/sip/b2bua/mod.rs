@@ -602,7 +602,7 @@ impl B2bua {
         };
         if self.draining {
             self.stats.refused_draining += 1;
-            return ops::refuse_draining(io, now, key, req);
+            return ops::refuse_retry_after(io, now, key, req, DRAIN_RETRY_AFTER_SECS);
         }
         if req.max_forwards() == Some(0) {
             return reply(io, 483, "Too Many Hops");
@@ -622,19 +622,7 @@ impl B2bua {
             return reply(io, 482, "Loop Detected");
         }
         if self.calls.len() >= self.cfg.max_calls {
-            let tag = io.unique();
-            let retry = LEDGER_RETRY_AFTER_SECS.to_string();
-            if let Some(r) = wire::response(
-                req,
-                503,
-                "Service Unavailable",
-                Some(&tag),
-                &[("Retry-After", &retry)],
-                None,
-            ) {
-                io.respond(now, key, &r);
-            }
-            return;
+            return ops::refuse_retry_after(io, now, key, req, LEDGER_RETRY_AFTER_SECS);
         }
         let user = req.request_uri().and_then(uri_user).unwrap_or_default();
         let Ok(number) = E164::parse_jp(user) else {

@@ -111,10 +111,17 @@ pub(super) fn summary(id: u64, call: &Call, outcome: &'static str) -> CallSummar
     }
 }
 
-/// 503 + Retry-After to a new INVITE while draining.
-pub(super) fn refuse_draining(io: &mut Io, now: Instant, key: &TsxKey, req: &Message) {
+/// 503 + Retry-After `secs` to a new INVITE that gets no call (draining:
+/// [`DRAIN_RETRY_AFTER_SECS`]; the call table full: `LEDGER_RETRY_AFTER_SECS`).
+pub(super) fn refuse_retry_after(
+    io: &mut Io,
+    now: Instant,
+    key: &TsxKey,
+    req: &Message,
+    secs: u32,
+) {
     let tag = io.unique();
-    let retry = DRAIN_RETRY_AFTER_SECS.to_string();
+    let retry = secs.to_string();
     if let Some(r) = wire::response(
         req,
         503,

@@ -79,6 +79,7 @@ use tokio::time::Sleep;
 
 use crate::media::g711::{Law, FRAME_SAMPLES};
 use crate::media::player::{PromptPlayer, StreamParams, PACKET_BYTES, PACKET_INTERVAL};
+use crate::media::ports::PortGate;
 use crate::media::recorder::Recorder;
 use crate::media::relay::{PacketKind, RelaySession, MAX_PACKET_BYTES};
 use crate::media::tone::{CngDetector, CngStatus};
@@ -170,6 +171,53 @@ pub struct MediaEdge {
     bind_ip: IpAddr,
     events: mpsc::Sender<MediaEvent>,
     calls: HashMap<CallKey, CallHandle>,
+    bound: BoundPairs,
+}
+
+/// RTP/RTCP pairs the call core was let hand out ([`PortGate`]): bound when the core asks,
+/// so a pair another process holds is skipped before its port is put in any SDP; taken by
+/// the call's relay when its media starts; closed when the core gives the pair back unused.
+/// At most one entry per pair of the range.
+#[derive(Debug, Clone)]
+pub struct BoundPairs {
+    ip: IpAddr,
+    pairs: Arc<Mutex<HashMap<u16, [std::net::UdpSocket; 2]>>>,
+}
+
+impl BoundPairs {
+    fn take(&self, port: u16) -> Option<[std::net::UdpSocket; 2]> {
+        lock(&self.pairs).remove(&port)
+    }
+}
+
+impl PortGate for BoundPairs {
+    fn open(&mut self, port: u16) -> bool {
+        let mut pairs = lock(&self.pairs);
+        if pairs.contains_key(&port) {
+            return true;
+        }
+        let Some(rtcp) = port.checked_add(1) else {
+            return false;
+        };
+        match (bind_std(self.ip, port), bind_std(self.ip, rtcp)) {
+            (Ok(rtp), Ok(rtcp)) => {
+                pairs.insert(port, [rtp, rtcp]);
+                true
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "RTP pair in use elsewhere; the next one is taken");
+                false
+            }
+        }
+    }
+
+    fn close(&mut self, port: u16) {
+        lock(&self.pairs).remove(&port);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Debug)]
@@ -218,7 +266,16 @@ impl MediaEdge {
             bind_ip,
             events,
             calls: HashMap::new(),
+            bound: BoundPairs {
+                ip: bind_ip,
+                pairs: Arc::default(),
+            },
         }
+    }
+
+    /// The gate for the call core's port allocator: pairs it hands out are bound here first.
+    pub fn port_gate(&self) -> Box<dyn PortGate> {
+        Box::new(self.bound.clone())
     }
 
     /// Calls with media running (started and not yet stopped).
@@ -250,17 +307,12 @@ impl MediaEdge {
             return Err(MediaError::AlreadyStarted(call));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
-        let a_rtcp = a_port.checked_add(1).ok_or(MediaError::BadPort(a_port))?;
-        let b_rtcp = b_port.checked_add(1).ok_or(MediaError::BadPort(b_port))?;
         let sockets = {
             // from_std registers with the runtime's reactor.
             let _entered = runtime.enter();
-            [
-                bind(self.bind_ip, a_port)?,
-                bind(self.bind_ip, a_rtcp)?,
-                bind(self.bind_ip, b_port)?,
-                bind(self.bind_ip, b_rtcp)?,
-            ]
+            let [a_rtp, a_rtcp] = self.pair(a_port)?;
+            let [b_rtp, b_rtcp] = self.pair(b_port)?;
+            [a_rtp, a_rtcp, b_rtp, b_rtcp]
         };
         let commands = Arc::new(Mutex::new(Commands::default()));
         let (doorbell, rings) = mpsc::channel(1);
@@ -362,12 +414,40 @@ impl MediaEdge {
     }
 }
 
-fn bind(ip: IpAddr, port: u16) -> Result<UdpSocket, MediaError> {
-    let addr = SocketAddr::new(ip, port);
-    let err = |source| MediaError::Bind { addr, source };
-    let std = std::net::UdpSocket::bind(addr).map_err(err)?;
-    std.set_nonblocking(true).map_err(err)?;
-    UdpSocket::from_std(std).map_err(err)
+impl MediaEdge {
+    /// RTP and RTCP of `port`: the sockets the gate bound for it, else bound now.
+    fn pair(&self, port: u16) -> Result<[UdpSocket; 2], MediaError> {
+        let rtcp = port.checked_add(1).ok_or(MediaError::BadPort(port))?;
+        let [rtp_std, rtcp_std] = match self.bound.take(port) {
+            Some(pair) => pair,
+            None => [
+                bind_std(self.bind_ip, port).map_err(bind_error(self.bind_ip, port))?,
+                bind_std(self.bind_ip, rtcp).map_err(bind_error(self.bind_ip, rtcp))?,
+            ],
+        };
+        Ok([
+            adopt(rtp_std).map_err(bind_error(self.bind_ip, port))?,
+            adopt(rtcp_std).map_err(bind_error(self.bind_ip, rtcp))?,
+        ])
+    }
+}
+
+fn bind_error(ip: IpAddr, port: u16) -> impl FnOnce(std::io::Error) -> MediaError {
+    move |source| MediaError::Bind {
+        addr: SocketAddr::new(ip, port),
+        source,
+    }
+}
+
+fn bind_std(ip: IpAddr, port: u16) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A bound std socket into the runtime's reactor (inside `Handle::enter`).
+fn adopt(socket: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
+    UdpSocket::from_std(socket)
 }
 
 /// One leg's outgoing prompt stream: kept across prompts so they form one RTP stream.
@@ -1445,6 +1525,53 @@ mod tests {
             ),
             Err(MediaError::BadPort(65_535))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_port_gate_skips_pairs_held_elsewhere_and_hands_its_sockets_to_the_relay() {
+        use crate::media::ports::PortAllocator;
+        let (mut edge, mut events) = edge(16);
+        let mut gate = edge.port_gate();
+        // A range of three pairs whose first RTCP port another process holds.
+        let (base, _) = candidate_ports();
+        let Ok(blocker) = std::net::UdpSocket::bind(local(base + 1)) else {
+            return; // taken by someone else between the pick and here: nothing to prove
+        };
+        let mut ports = PortAllocator::new(base, base + 5).unwrap();
+        let Ok(a) = ports.allocate_usable(3, |p| gate.open(p)) else {
+            return; // other pairs of the range taken by other tests
+        };
+        assert_ne!(a.get(), base, "the pair whose RTCP is held is skipped");
+        // The gate keeps the pair bound: nobody else can take it before the relay starts.
+        assert!(std::net::UdpSocket::bind(local(a.get())).is_err());
+        // Opening it again (a retry) is not a conflict with ourselves.
+        assert!(gate.open(a.get()));
+        let Ok(b) = ports.allocate_usable(3, |p| gate.open(p)) else {
+            return;
+        };
+        edge.start(
+            1,
+            a.get(),
+            b.get(),
+            RelayConfig::new(Remote::default(), Remote::default()),
+        )
+        .expect("the relay takes the gate's sockets");
+        edge.stop(1);
+        stopped(&mut events, 1).await;
+        for p in [a.get(), a.get() + 1, b.get(), b.get() + 1] {
+            std::net::UdpSocket::bind(local(p)).expect("free after Stopped");
+        }
+        // A pair given back unused is closed.
+        ports.release(a).unwrap();
+        ports.release(b).unwrap();
+        let Ok(c) = ports.allocate_usable(3, |p| gate.open(p)) else {
+            return;
+        };
+        assert_ne!(c.get(), base);
+        assert!(std::net::UdpSocket::bind(local(c.get())).is_err());
+        gate.close(c.get());
+        std::net::UdpSocket::bind(local(c.get())).expect("closed by the gate");
+        drop(blocker);
     }
 
     #[tokio::test]

@@ -381,10 +381,14 @@ pub(super) async fn run(
         tx.clone(),
     ));
     let (core_stop_tx, core_stop) = oneshot::channel();
+    let media = MediaEdge::new(local.ip(), media_tx);
+    if let Some(b) = endpoint.b2bua_mut() {
+        b.set_port_gate(media.port_gate());
+    }
     let core = tokio::spawn(core_task(
         Core {
             endpoint,
-            media: MediaEdge::new(local.ip(), media_tx),
+            media,
             prompts,
             admit: admit_tx,
             updates: update_tx,

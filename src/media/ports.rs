@@ -37,6 +37,17 @@ impl RtpPort {
 }
 
 /// Hands out RTP/RTCP port pairs from a configured range.
+/// The edge's say on a pair before the sans-IO core hands it out. The core cannot bind a
+/// socket, and a pair of our range may be held by another process; the edge opens (binds)
+/// the pair when asked, keeps the sockets for the relay that will use them, and the core
+/// moves on to the next pair when the edge cannot.
+pub trait PortGate: Send {
+    /// Open RTP and RTCP of `port`; false if the edge cannot.
+    fn open(&mut self, port: u16) -> bool;
+    /// The pair was given back without a relay taking its sockets: close what `open` kept.
+    fn close(&mut self, port: u16);
+}
+
 #[derive(Debug, Clone)]
 pub struct PortAllocator {
     first: u16,
@@ -78,12 +89,29 @@ impl PortAllocator {
 
     /// Take the least recently released free pair.
     pub fn allocate(&mut self) -> Result<RtpPort, PortError> {
-        let port = self.free.pop_front().ok_or(PortError::Exhausted)?;
-        if let Some(slot) = self.slot(port) {
-            *slot = true;
+        self.allocate_usable(1, |_| true)
+    }
+
+    /// Take the least recently released free pair that `usable` accepts, looking at no more
+    /// than `tries` pairs. A refused pair stays free and goes to the back (another process
+    /// may hold it now and let go of it later).
+    pub fn allocate_usable(
+        &mut self,
+        tries: usize,
+        mut usable: impl FnMut(u16) -> bool,
+    ) -> Result<RtpPort, PortError> {
+        for _ in 0..tries.min(self.free.len()) {
+            let port = self.free.pop_front().ok_or(PortError::Exhausted)?;
+            if usable(port) {
+                if let Some(slot) = self.slot(port) {
+                    *slot = true;
+                }
+                self.used += 1;
+                return Ok(RtpPort(port));
+            }
+            self.free.push_back(port);
         }
-        self.used += 1;
-        Ok(RtpPort(port))
+        Err(PortError::Exhausted)
     }
 
     /// Give a pair back. Releasing a port that is not currently allocated is an error and
@@ -150,6 +178,23 @@ mod tests {
         assert_eq!(a.allocate().unwrap().get(), 20_002);
         assert_eq!(a.allocate().unwrap().get(), 20_004);
         assert_eq!(a.allocate().unwrap().get(), 20_000);
+    }
+
+    #[test]
+    fn unusable_pairs_are_skipped_and_stay_free() {
+        let mut a = PortAllocator::new(20_000, 20_007).unwrap();
+        let p = a
+            .allocate_usable(8, |p| p != 20_000 && p != 20_002)
+            .unwrap();
+        assert_eq!(p.get(), 20_004);
+        assert_eq!(a.in_use(), 1);
+        // The skipped pairs went to the back, still free.
+        assert_eq!(a.allocate().unwrap().get(), 20_006);
+        assert_eq!(a.allocate().unwrap().get(), 20_000);
+        // Bounded: nothing usable within the tries is Exhausted, and changes nothing.
+        assert_eq!(a.allocate_usable(5, |_| false), Err(PortError::Exhausted));
+        assert_eq!(a.in_use(), 3);
+        assert_eq!(a.allocate().unwrap().get(), 20_002);
     }
 
     #[test]

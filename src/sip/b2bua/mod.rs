@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use crate::acd::{Acd, AcdConfig, Decision, LiveLeg, OfferEnd, QueueEventKind};
 use crate::config::profiles::Trunk;
 use crate::media::g711::Law;
-use crate::media::ports::{PortAllocator, RtpPort};
+use crate::media::ports::{PortAllocator, PortGate, RtpPort};
 use crate::media::relay::{Leg, Remote};
 use crate::number::E164;
 use crate::sip::endpoint::{envelope, Destination, Io};
@@ -103,6 +103,8 @@ pub const MESSAGE_PROMPT_MAX: Duration = Duration::from_secs(60);
 /// How often the call path cross-checks the ACD against registrations and live calls
 /// ([`B2bua::reconcile`]); mismatches are repaired and logged.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// Pairs looked at for one allocation when the edge refuses some (held by another process).
+const PORT_TRIES: usize = 16;
 
 /// Where the call path finds registered seats (the registrar).
 pub trait SeatLocator {
@@ -463,6 +465,8 @@ pub struct B2bua {
     /// The locator's version at the last [`Self::sync_seats`].
     synced: Option<u64>,
     ports: PortAllocator,
+    /// The edge's check that a pair can really be bound (see [`PortGate`]); none in tests.
+    port_gate: Option<Box<dyn PortGate>>,
     /// Ports of ended calls until the media edge reports them closed.
     releasing: HashMap<u64, (RtpPort, RtpPort)>,
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -526,6 +530,7 @@ impl B2bua {
             next_reconcile: None,
             synced: None,
             ports,
+            port_gate: None,
             releasing: HashMap::new(),
             deadlines: BinaryHeap::new(),
             effects: VecDeque::new(),
@@ -843,13 +848,44 @@ impl B2bua {
         if let Some(p) = call.ports {
             return Some(p);
         }
-        let a = self.ports.allocate().ok()?;
-        let Ok(b) = self.ports.allocate() else {
-            let _ = self.ports.release(a);
+        let (a, b) = self.allocate_pairs()?;
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.ports = Some((a, b));
+        }
+        Some((a, b))
+    }
+
+    /// Two pairs from the range, each opened by the edge's [`PortGate`] when there is one.
+    fn allocate_pairs(&mut self) -> Option<(RtpPort, RtpPort)> {
+        let a = self.allocate_pair()?;
+        let Some(b) = self.allocate_pair() else {
+            self.release_pair(a);
             return None;
         };
-        call.ports = Some((a, b));
         Some((a, b))
+    }
+
+    fn allocate_pair(&mut self) -> Option<RtpPort> {
+        match self.port_gate.as_mut() {
+            Some(gate) => self
+                .ports
+                .allocate_usable(PORT_TRIES, |p| gate.open(p))
+                .ok(),
+            None => self.ports.allocate().ok(),
+        }
+    }
+
+    fn release_pair(&mut self, port: RtpPort) {
+        if self.ports.release(port).is_ok() {
+            if let Some(gate) = self.port_gate.as_mut() {
+                gate.close(port.get());
+            }
+        }
+    }
+
+    /// Let the edge check each pair before it is handed out (see [`PortGate`]).
+    pub fn set_port_gate(&mut self, gate: Box<dyn PortGate>) {
+        self.port_gate = Some(gate);
     }
 
     /// Answers the caller and plays `prompt`; the call ends when it has been played.
@@ -2193,8 +2229,8 @@ impl B2bua {
                 } else {
                     // Nothing was started on these ports (a late offer refused before any
                     // media, or no prompt to play): no relay will report them stopped.
-                    let _ = self.ports.release(a);
-                    let _ = self.ports.release(b);
+                    self.release_pair(a);
+                    self.release_pair(b);
                 }
             }
         }
@@ -2268,8 +2304,8 @@ impl B2bua {
     pub fn handle_media(&mut self, io: &mut Io, now: Instant, id: u64, notice: MediaNotice) {
         if notice == MediaNotice::Stopped {
             if let Some((a, b)) = self.releasing.remove(&id) {
-                let _ = self.ports.release(a);
-                let _ = self.ports.release(b);
+                self.release_pair(a);
+                self.release_pair(b);
             }
             return;
         }

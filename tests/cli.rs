@@ -801,3 +801,24 @@ e2e_both!(complaint_rule_flags_then_suspends_when_configured, |env| {
         .expect("reason")
         .contains("complaint rule"));
 });
+
+/// `smartdesk … | head`: a reader that goes away ends the command quietly (SIGPIPE, as Unix
+/// tools do), never with a panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut fds = [0; 2];
+    // SAFETY: a fresh pipe; its read end is closed before the child starts.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is an open descriptor we own; Stdio takes it over.
+    let stdout = unsafe { <std::process::Stdio as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+    let out = std::process::Command::new(common::bin())
+        .args(["hours", "--json", "--at", "2026-12-31T10:00:00+09:00"])
+        .stdout(stdout)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}

@@ -103,6 +103,8 @@ pub struct Daemon {
     pub calendar: Arc<Swap<Calendar>>,
     pub clock: Clock,
     pub ledger: crate::ledger::Ledger,
+    /// With PostgreSQL: where call rows go while it is away (`ledger::spool`).
+    pub spool: Option<Arc<crate::ledger::Spool>>,
     pub metrics: Arc<metrics::Metrics>,
     /// Where the configuration came from, to read it again on reload.
     pub source: GlobalArgs,
@@ -138,12 +140,25 @@ pub fn run(g: &GlobalArgs, args: ServeArgs) -> CliResult {
     let source = g.clone();
     rt.block_on(async move {
         let ledger = open_ledger(&cfg).await?;
+        let spool = match ledger.backend() {
+            crate::ledger::Backend::Postgres => {
+                let path = cfg.data_dir().join(crate::ledger::spool::SPOOL_FILE);
+                let spool = crate::ledger::Spool::open(&path, cfg.ledger.spool_max_calls)
+                    .await
+                    .map_err(|e| {
+                        CliError::Other(anyhow::anyhow!("cannot open {}: {e}", path.display()))
+                    })?;
+                Some(Arc::new(spool))
+            }
+            crate::ledger::Backend::Sqlite => None,
+        };
         let daemon = Arc::new(Daemon {
             config: cfg,
             profiles: Swap::new(profiles),
             calendar: Arc::new(Swap::new(calendar)),
             clock,
             ledger,
+            spool,
             metrics: Arc::default(),
             source,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -161,6 +176,17 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
     let cfg = &d.config;
     let local = sip::advertised(cfg).map_err(other)?;
     let prompts = prompts::Prompts::load(&cfg.media.prompts_dir).map_err(other)?;
+    if let Some(spool) = &d.spool {
+        // Calls spooled by a previous run go in before the orphan sweep closes open rows.
+        if !spool.is_empty() {
+            let backlog = spool.backlog();
+            match spool.drain(&d.ledger, STARTUP_DRAIN).await {
+                Ok(()) => tracing::warn!(?backlog, left = ?spool.backlog(), "spool of a previous run replayed"),
+                Err(e) => tracing::error!(error = %e, "spool replay at start failed; retrying in the background"),
+            }
+        }
+        d.metrics.set_spool(spool.clone());
+    }
     match d.ledger.close_orphaned_calls(d.clock.now()).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(calls = n, "calls left open by the previous run closed"),
@@ -239,6 +265,9 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
                 }
             }
         })
+    });
+    let replay = d.spool.clone().map(|spool| {
+        tokio::spawn(admission::run_replay(spool, d.ledger.clone(), d.clock))
     });
     let reports_wake = Arc::new(tokio::sync::Notify::new());
     let web = tokio::spawn(crate::web::serve(
@@ -329,14 +358,24 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
     if let Some(t) = metrics_task {
         t.abort();
     }
+    if let Some(t) = replay {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&control_path);
     d.ledger.close().await;
+    if let Some(s) = &d.spool {
+        s.close().await;
+    }
     tracing::info!(calls = ?d.metrics.calls_by_outcome().iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), "smartdesk stopped");
     if sip_failed {
         return Err(other("the SIP edge stopped unexpectedly"));
     }
     Ok(())
 }
+
+/// At start, a spool left by a previous run is replayed for at most this long before calls
+/// are taken (the rest replays in the background).
+const STARTUP_DRAIN: Duration = Duration::from_secs(30);
 
 /// How often a shutdown looks at the calls still in progress.
 const DRAIN_POLL: Duration = Duration::from_millis(100);

@@ -364,12 +364,14 @@ pub(super) async fn run(
     let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
     let (media_tx, media_rx) = mpsc::channel(MEDIA_EVENTS);
     let admitter = Admitter::new(d.ledger.clone(), d.calendar.clone(), d.clock)
-        .with_metrics(d.metrics.clone());
+        .with_metrics(d.metrics.clone())
+        .with_spool(d.spool.clone());
     let admission = tokio::spawn(admission::run(admitter, admit_rx, admitted_tx));
     let updates = tokio::spawn(admission::run_updates(
         d.ledger.clone(),
         update_rx,
         Some(d.metrics.clone()),
+        d.spool.clone(),
     ));
     let udp = udp.map(Arc::new);
     let (tx, rx) = mpsc::channel(CORE_QUEUE);

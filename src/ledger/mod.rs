@@ -16,6 +16,7 @@ mod records;
 mod registrations;
 mod reports;
 mod seats;
+pub mod spool;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use reports::{
     idempotency_key, NewChannel, OutboxCounts, OutboxRow, ReportChannel, CHANNEL_KINDS,
 };
 pub use seats::{NewSeat, Seat};
+pub use spool::{Spool, SpoolBacklog, SpoolError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

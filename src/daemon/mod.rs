@@ -181,8 +181,12 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
         if !spool.is_empty() {
             let backlog = spool.backlog();
             match spool.drain(&d.ledger, STARTUP_DRAIN).await {
-                Ok(()) => tracing::warn!(?backlog, left = ?spool.backlog(), "spool of a previous run replayed"),
-                Err(e) => tracing::error!(error = %e, "spool replay at start failed; retrying in the background"),
+                Ok(()) => {
+                    tracing::warn!(?backlog, left = ?spool.backlog(), "spool of a previous run replayed")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool replay at start failed; retrying in the background")
+                }
             }
         }
         d.metrics.set_spool(spool.clone());
@@ -266,9 +270,10 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
             }
         })
     });
-    let replay = d.spool.clone().map(|spool| {
-        tokio::spawn(admission::run_replay(spool, d.ledger.clone(), d.clock))
-    });
+    let replay = d
+        .spool
+        .clone()
+        .map(|spool| tokio::spawn(admission::run_replay(spool, d.ledger.clone(), d.clock)));
     let reports_wake = Arc::new(tokio::sync::Notify::new());
     let web = tokio::spawn(crate::web::serve(
         web_listener,

@@ -95,7 +95,11 @@ pub async fn status(c: &Control) -> Result<Value, CommandError> {
                 "spool backlog: {} call(s) and {} update(s) waiting for the ledger{}",
                 b.calls,
                 b.updates,
-                if s.ledger_unreachable() { " (ledger unreachable)" } else { " (replaying)" }
+                if s.ledger_unreachable() {
+                    " (ledger unreachable)"
+                } else {
+                    " (replaying)"
+                }
             ));
         }
         json!({

@@ -42,6 +42,14 @@ pub use spool::{Spool, SpoolBacklog, SpoolError};
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// A connection that comes back to the pool still inside a transaction is closed rather
+/// than reused (`after_release`). That is how the pool recovers from a full disk: SQLite
+/// may roll a transaction back by itself when its COMMIT fails with SQLITE_FULL; sqlx's
+/// ROLLBACK then fails ("no transaction is active") and the connection's transaction depth
+/// stays at 1, so its next `begin()` would open a SAVEPOINT, whose rollback leaves a read
+/// transaction open on a stale snapshot: every later write on it fails with
+/// SQLITE_BUSY_SNAPSHOT (517) although the disk has space again.
+///
 /// Waiting this long for SQLite's write lock covers a CLI write racing the daemon;
 /// longer would stall a call setup that waits on its durable row.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -160,6 +168,9 @@ impl Ledger {
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .connect_with(opts)
             .await?;
         // Refuse to run on a ledger that could lose a committed call (SPEC §3).

@@ -424,7 +424,11 @@ mod tests {
             .expect("put");
         assert_eq!(ids[0], (-1, true));
         assert_eq!(ids[1], (-2, true));
-        assert_eq!(ids[2], (-1, false), "a re-sent INVITE finds its spooled row");
+        assert_eq!(
+            ids[2],
+            (-1, false),
+            "a re-sent INVITE finds its spooled row"
+        );
         let at = Utc::now();
         spool
             .put_updates(&[CallUpdate::Finished {

@@ -379,6 +379,12 @@ async fn sqlite_on_a_full_disk_refuses_503_and_recovers_by_itself() {
     assert_eq!(answered.len(), 5);
     assert_eq!(calls.len(), before + 5);
     assert_counted_once(&calls, &answered, &call_ids_sent(&trace));
+    let log = d.log_text();
+    assert!(log.contains("disk is full"), "the fault happened:\n{log}");
+    assert!(
+        !log.contains("update dropped") && !log.contains("updates dropped"),
+        "no outcome lost:\n{log}"
+    );
     eprintln!(
         "SQLite on a full tmpfs ({} KiB of filler): 5 calls got 503 + Retry-After, no row; \
          after deleting the filler 5 calls counted without restart",

@@ -40,6 +40,10 @@ use super::{Clock, Swap};
 
 /// How long a number's owner and contract are reused without asking the ledger.
 pub const OWNER_TTL: Duration = Duration::from_secs(1);
+/// PostgreSQL with a spool: a row write or owner lookup not answered within this goes to
+/// the spool / stale cache. Far above a healthy commit (milliseconds), well below the
+/// carrier's patience after 100 Trying (Timer C is minutes; callers hang up sooner).
+pub const SPOOL_AFTER: Duration = Duration::from_secs(2);
 /// Calls per transaction at most.
 pub const MAX_BATCH: usize = 512;
 /// Owners cached at most (distinct numbers called within [`OWNER_TTL`]).
@@ -150,6 +154,27 @@ impl Admitter {
         self
     }
 
+    /// With a spool, a ledger answer is waited for at most [`SPOOL_AFTER`]: a PostgreSQL
+    /// gone away would otherwise hold the batch for the pool's whole acquire timeout. A
+    /// write cut off this way may still have committed; the spool's replay then finds the
+    /// row (same unique key) and counts nothing twice.
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, crate::ledger::LedgerError>>,
+    ) -> Result<T, crate::ledger::LedgerError> {
+        if self.spool.is_none() {
+            return f.await;
+        }
+        tokio::time::timeout(SPOOL_AFTER, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::ledger::LedgerError::Conflict(format!(
+                    "no answer from the ledger within {} ms",
+                    SPOOL_AFTER.as_millis()
+                )))
+            })
+    }
+
     fn ledger_down(&self) -> bool {
         self.spool.as_ref().is_some_and(|s| s.ledger_unreachable())
     }
@@ -178,20 +203,21 @@ impl Admitter {
         if self.ledger_down() {
             return self.stale_owner(number);
         }
-        let fetched = async {
-            let Some(id) = self.ledger.number_owner(number).await? else {
-                return Ok::<_, crate::ledger::LedgerError>(None);
-            };
-            let contractor = self.ledger.contractor(id).await?;
-            let history = self.ledger.contract_history(&contractor).await?;
-            let suspensions = self.ledger.suspensions(id).await?;
-            Ok(Some(Arc::new(Owner {
-                contractor,
-                history,
-                suspensions,
-            })))
-        }
-        .await;
+        let fetched = self
+            .bounded(async {
+                let Some(id) = self.ledger.number_owner(number).await? else {
+                    return Ok::<_, crate::ledger::LedgerError>(None);
+                };
+                let contractor = self.ledger.contractor(id).await?;
+                let history = self.ledger.contract_history(&contractor).await?;
+                let suspensions = self.ledger.suspensions(id).await?;
+                Ok(Some(Arc::new(Owner {
+                    contractor,
+                    history,
+                    suspensions,
+                })))
+            })
+            .await;
         match fetched {
             Ok(o) => {
                 if self.cache.len() >= MAX_CACHED {
@@ -320,7 +346,7 @@ impl Admitter {
             None
         } else {
             let started = Instant::now();
-            let written = self.ledger.insert_calls(rows).await;
+            let written = self.bounded(self.ledger.insert_calls(rows)).await;
             if let Some(m) = &self.metrics {
                 m.ledger_write.observe(started.elapsed());
                 if written.is_err() {
@@ -455,7 +481,7 @@ pub async fn run_updates(
                 pending.drain(..n);
                 backoff = Duration::from_millis(100);
             }
-            Err(e) if ledger.ping().await.is_ok() => {
+            Err(e) if !e.is_transient() && ledger.ping().await.is_ok() => {
                 // The ledger is up, so one update is bad (it cannot become good by waiting):
                 // apply them one by one and drop only what fails.
                 for u in pending.drain(..n) {

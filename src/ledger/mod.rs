@@ -96,6 +96,25 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// Whether waiting can cure it: SQLite's disk full (`SQLITE_FULL`), busy or locked, or
+    /// an I/O error; a lost connection or an exhausted pool. A constraint violation or bad
+    /// data stays bad however often it is retried.
+    pub fn is_transient(&self) -> bool {
+        let LedgerError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+            sqlx::Error::Database(d) => d
+                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                .and_then(|_| d.code())
+                .and_then(|c| c.parse::<i32>().ok())
+                // Primary result codes: BUSY 5, LOCKED 6, IOERR 10, FULL 13.
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13)),
+            _ => false,
+        }
+    }
+
     /// Unique-key violations are how duplicates are refused without a race.
     pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
         e.as_database_error()

@@ -3,9 +3,10 @@
 //! * PostgreSQL stopped under load: a private cluster (initdb + pg_ctl, as the `postgres`
 //!   user, on a free loopback port) is stopped for [`PG_OUTAGE`] while the carrier places
 //!   10 calls/s. Calls go on (rows spooled), the daemon is killed with `kill -9` while the
-//!   ledger is still away, PostgreSQL returns, the restarted daemon replays the spool; then
-//!   the spool as it was at the kill is put back and replayed a second time. Every call that
-//!   got its final answer is in the ledger exactly once.
+//!   ledger is still away and restarted on its spool (new calls: 503), PostgreSQL returns,
+//!   the daemon replays the spool; then the spool as it was at the kill is put back and
+//!   replayed a second time. Every call that got its final answer is in the ledger exactly
+//!   once, and no call answered 503 is.
 //! * SQLite on a full filesystem: the ledger on a small tmpfs filled up with a file. Calls
 //!   get 503 with Retry-After and leave no row; once the file is deleted, calls are taken
 //!   and counted again without a restart.
@@ -237,9 +238,15 @@ async fn postgres_outage_spools_and_replays_exactly_once() {
         b
     };
     assert!(spooled.calls > 50, "too few calls spooled: {spooled:?}");
+    // Restarted with PostgreSQL still away: it starts on the spool, says so, and refuses new
+    // calls (503: no number has been looked up since this start).
+    d.restart(&env);
+    let s = status(&env, &d);
+    assert_eq!(s["ledger"]["spool"]["ledger_unreachable"], true, "{s}");
+    assert_eq!(s["ledger"]["spool"]["calls"], spooled.calls, "{s}");
+    std::thread::sleep(Duration::from_secs(2));
     pg.start();
     let back = Instant::now();
-    d.restart(&env);
     let drained = wait_spool_empty(&env, &d, Duration::from_secs(60));
     let drain_time = back.elapsed();
     carrier.wait(Duration::from_secs(70));
@@ -260,16 +267,31 @@ async fn postgres_outage_spools_and_replays_exactly_once() {
         "too few calls got through: {}",
         answered.len()
     );
+    let refused = call_ids_with(&trace, "503");
+    assert!(
+        !refused.is_empty(),
+        "calls while started on the spool get 503"
+    );
     let calls = settled_calls(&env, &d);
     let rows = assert_counted_once(&calls, &answered, &sent);
+    let counted_refusals: Vec<_> = calls
+        .iter()
+        .filter(|c| refused.contains(c["call_id"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(
+        counted_refusals.is_empty(),
+        "503 but counted: {counted_refusals:?}"
+    );
     eprintln!(
         "PostgreSQL away {:?} under 10 calls/s, kill -9 during the outage: {} INVITEs sent, \
-         {} answered 480, {} call rows / {} updates in the spool at the kill, drained {:?} \
-         after PostgreSQL returned (status saw it empty after {:?} of polling), replayed \
-         twice, {} rows (answered ⊆ rows, no duplicate)",
+         {} answered 480, {} answered 503 (daemon restarted on the spool), {} call rows / {} \
+         updates in the spool at the kill, drained {:?} after PostgreSQL returned (status saw \
+         it empty after {:?} of polling), replayed twice, {} rows (answered ⊆ rows, no \
+         duplicate, no 503 counted)",
         PG_OUTAGE,
         sent.len(),
         answered.len(),
+        refused.len(),
         spooled.calls,
         spooled.updates,
         drain_time,

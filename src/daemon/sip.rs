@@ -357,7 +357,9 @@ pub(super) async fn run(
         }
     };
     endpoint.set_unix_base(Instant::now().into_std(), unix_of(d.clock.now()));
-    prime_registry(&mut endpoint, &d.ledger, d.clock).await;
+    if !d.spool.as_ref().is_some_and(|s| s.ledger_unreachable()) {
+        prime_registry(&mut endpoint, &d.ledger, d.clock).await;
+    }
     endpoint.seats_changed(Instant::now().into_std());
     let (admit_tx, admit_rx) = mpsc::channel(ADMIT_QUEUE);
     let (admitted_tx, admitted_rx) = mpsc::channel(ADMIT_QUEUE);

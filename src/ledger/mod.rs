@@ -168,6 +168,20 @@ impl Ledger {
         }
     }
 
+    /// A PostgreSQL ledger whose connections are made on first use: for a daemon that must
+    /// start while PostgreSQL is away because its spool holds calls (see `ledger::spool`).
+    pub fn connect_postgres_lazy(url: &str, max_connections: u32) -> Result<Ledger, LedgerError> {
+        let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|_| LedgerError::BadUrl(url.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .connect_lazy_with(opts);
+        Ok(Ledger {
+            pool: Pool::Postgres(pool),
+        })
+    }
+
     async fn connect_sqlite(url: &str, max_connections: u32) -> Result<Ledger, LedgerError> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|_| LedgerError::BadUrl(url.to_string()))?;

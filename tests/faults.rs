@@ -9,34 +9,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::calls::*;
-use common::peers::{scenario, sipp, sipp_trace, OPEN};
+use common::peers::{sipp_trace, OPEN};
 
 e2e_both!(kill_9_at_random_moments_loses_and_doubles_nothing, |env| {
     let mut d = setup(&env, OPEN);
     // No operator is registered: each call is admitted (row written), then refused 480.
-    let mut carrier = sipp(
-        env.dir.path(),
-        "carrier",
-        &d.target(),
-        &[
-            "-sf",
-            scenario("carrier_refused.xml").to_str().expect("path"),
-            "-s",
-            NUMBER,
-            "-key",
-            "aport",
-            "40000",
-            "-key",
-            "caller",
-            "09012345678",
-            "-r",
-            "20",
-            "-m",
-            "600",
-            "-max_retrans",
-            "8",
-        ],
-    );
+    let mut carrier = carrier_load(&env, &d, "carrier", "carrier_refused.xml", 20, 600);
     // Kill at pseudo-random moments (a fixed-seed LCG keeps failures reproducible).
     let mut seed: u64 = 0x5eed_cafe;
     let mut kills = 0;

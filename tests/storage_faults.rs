@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::calls::*;
-use common::peers::{free_sip_port, scenario, sipp, sipp_trace, Daemon, OPEN};
+use common::peers::{free_sip_port, sipp_trace, Daemon, OPEN};
 use common::Env;
 
 /// Long enough that the first ledger write of the outage runs into the pool's 10 s acquire
@@ -178,29 +178,7 @@ async fn postgres_outage_spools_and_replays_exactly_once() {
     let mut d = setup(&env, OPEN);
     // No operator: each call is admitted (row written or spooled), queued, overflows: 480.
     // 45 s of calls, within SIPp's global 60 s timeout.
-    let mut carrier = sipp(
-        env.dir.path(),
-        "carrier",
-        &d.target(),
-        &[
-            "-sf",
-            scenario("carrier_refused.xml").to_str().expect("path"),
-            "-s",
-            NUMBER,
-            "-key",
-            "aport",
-            "40000",
-            "-key",
-            "caller",
-            "09012345678",
-            "-r",
-            "10",
-            "-m",
-            "450",
-            "-max_retrans",
-            "8",
-        ],
-    );
+    let mut carrier = carrier_load(&env, &d, "carrier", "carrier_refused.xml", 10, 450);
     std::thread::sleep(Duration::from_secs(5));
     pg.stop();
     let outage = Instant::now();
@@ -339,25 +317,9 @@ fn fill(path: &Path, max: usize) -> usize {
 }
 
 fn carrier_calls(env: &Env, d: &Daemon, label: &str, scenario_file: &str, n: u32) -> i32 {
-    let mut c = sipp(
-        env.dir.path(),
-        label,
-        &d.target(),
-        &[
-            "-sf",
-            scenario(scenario_file).to_str().expect("path"),
-            "-s",
-            NUMBER,
-            "-key",
-            "caller",
-            "09012345678",
-            "-r",
-            "5",
-            "-m",
-            &n.to_string(),
-        ],
-    );
-    c.wait(Duration::from_secs(60)).unwrap_or(-1)
+    carrier_load(env, d, label, scenario_file, 5, n)
+        .wait(Duration::from_secs(60))
+        .unwrap_or(-1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

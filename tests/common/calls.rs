@@ -245,13 +245,13 @@ pub fn port(s: &UdpSocket) -> u16 {
     s.local_addr().expect("addr").port()
 }
 
-/// Call-IDs for which the carrier's SIPp received a final response with `code`, from its
-/// message trace.
-pub fn call_ids_with(trace: &str, code: &str) -> BTreeSet<String> {
-    let status = format!("SIP/2.0 {code} ");
+/// Call-IDs of the trace's messages that were `direction` ("sent" / "received") and
+/// contain `needle`.
+fn call_ids_of(trace: &str, direction: &str, needle: &str) -> BTreeSet<String> {
+    let direction = format!("message {direction}");
     trace
         .split("----------------------------------------------- ")
-        .filter(|block| block.contains("message received") && block.contains(&status))
+        .filter(|block| block.contains(&direction) && block.contains(needle))
         .filter_map(|block| {
             block
                 .lines()
@@ -261,18 +261,51 @@ pub fn call_ids_with(trace: &str, code: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Call-IDs for which the carrier's SIPp received a final response with `code`, from its
+/// message trace.
+pub fn call_ids_with(trace: &str, code: &str) -> BTreeSet<String> {
+    call_ids_of(trace, "received", &format!("SIP/2.0 {code} "))
+}
+
 /// Every Call-ID the carrier sent an INVITE for.
 pub fn call_ids_sent(trace: &str) -> BTreeSet<String> {
-    trace
-        .split("----------------------------------------------- ")
-        .filter(|block| block.contains("message sent") && block.contains("\nINVITE sip:"))
-        .filter_map(|block| {
-            block
-                .lines()
-                .find_map(|l| l.strip_prefix("Call-ID: "))
-                .map(|c| c.trim().to_owned())
-        })
-        .collect()
+    call_ids_of(trace, "sent", "\nINVITE sip:")
+}
+
+/// A steady carrier load: SIPp (traced under `label`) places `count` calls at `rate` per
+/// second to [`NUMBER`] running `scenario_file` (late offer, caller 09012345678), giving an
+/// INVITE up to 8 retransmissions (it may have to wait for a restarted daemon).
+pub fn carrier_load(
+    env: &Env,
+    d: &Daemon,
+    label: &str,
+    scenario_file: &str,
+    rate: u32,
+    count: u32,
+) -> Proc {
+    sipp(
+        env.dir.path(),
+        label,
+        &d.target(),
+        &[
+            "-sf",
+            scenario(scenario_file).to_str().expect("path"),
+            "-s",
+            NUMBER,
+            "-key",
+            "aport",
+            "40000",
+            "-key",
+            "caller",
+            "09012345678",
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &count.to_string(),
+            "-max_retrans",
+            "8",
+        ],
+    )
 }
 
 /// The counting invariant (SPEC §3) over `calls --json` rows: every call in `answered` has

@@ -42,7 +42,14 @@ fn pg_bin(tool: &str) -> PathBuf {
         .map(|e| e.path().join("bin"))
         .filter(|b| b.join("initdb").exists())
         .collect();
-    versions.sort();
+    // Newest major version (16 after 9).
+    versions.sort_by_key(|b| {
+        b.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
     versions.pop().expect("an initdb").join(tool)
 }
 

@@ -6,68 +6,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::calls::*;
-use common::peers::{scenario, sipp, sipp_trace, OPEN};
-
-/// Call-IDs for which the carrier's SIPp received a final response with `code`, from its
-/// message trace.
-fn call_ids_with(trace: &str, code: &str) -> BTreeSet<String> {
-    let status = format!("SIP/2.0 {code} ");
-    trace
-        .split("----------------------------------------------- ")
-        .filter(|block| block.contains("message received") && block.contains(&status))
-        .filter_map(|block| {
-            block
-                .lines()
-                .find_map(|l| l.strip_prefix("Call-ID: "))
-                .map(|c| c.trim().to_owned())
-        })
-        .collect()
-}
-
-/// Every Call-ID the carrier sent an INVITE for.
-fn call_ids_sent(trace: &str) -> BTreeSet<String> {
-    trace
-        .split("----------------------------------------------- ")
-        .filter(|block| block.contains("message sent") && block.contains("\nINVITE sip:"))
-        .filter_map(|block| {
-            block
-                .lines()
-                .find_map(|l| l.strip_prefix("Call-ID: "))
-                .map(|c| c.trim().to_owned())
-        })
-        .collect()
-}
+use common::peers::{sipp_trace, OPEN};
 
 e2e_both!(kill_9_at_random_moments_loses_and_doubles_nothing, |env| {
     let mut d = setup(&env, OPEN);
     // No operator is registered: each call is admitted (row written), then refused 480.
-    let mut carrier = sipp(
-        env.dir.path(),
-        "carrier",
-        &d.target(),
-        &[
-            "-sf",
-            scenario("carrier_refused.xml").to_str().expect("path"),
-            "-s",
-            NUMBER,
-            "-key",
-            "aport",
-            "40000",
-            "-key",
-            "caller",
-            "09012345678",
-            "-r",
-            "20",
-            "-m",
-            "600",
-            "-max_retrans",
-            "8",
-        ],
-    );
+    let mut carrier = carrier_load(&env, &d, "carrier", "carrier_refused.xml", 20, 600);
     // Kill at pseudo-random moments (a fixed-seed LCG keeps failures reproducible).
     let mut seed: u64 = 0x5eed_cafe;
     let mut kills = 0;
@@ -93,27 +40,12 @@ e2e_both!(kill_9_at_random_moments_loses_and_doubles_nothing, |env| {
         answered.len()
     );
     let calls = settled_calls(&env, &d);
-    let mut rows: BTreeMap<String, usize> = BTreeMap::new();
-    for c in &calls {
-        *rows
-            .entry(c["call_id"].as_str().unwrap_or_default().to_owned())
-            .or_default() += 1;
-        assert_eq!(c["billable"], true, "{c}");
-    }
-    let doubled: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "counted twice: {doubled:?}");
-    let lost: Vec<_> = answered.iter().filter(|c| !rows.contains_key(*c)).collect();
-    assert!(lost.is_empty(), "answered but not counted: {lost:?}");
-    let invented: Vec<_> = rows.keys().filter(|c| !sent.contains(*c)).collect();
-    assert!(
-        invented.is_empty(),
-        "rows for calls never placed: {invented:?}"
-    );
+    let rows = assert_counted_once(&calls, &answered, &sent);
     eprintln!(
         "kill -9 ×{kills}: {} INVITEs sent, {} answered 480, {} rows (answered ⊆ rows, no duplicate)",
         sent.len(),
         answered.len(),
-        rows.len()
+        rows
     );
     assert_eq!(d.stop(), Some(0));
 });

@@ -46,6 +46,8 @@ need_pkg svmap sipvicious   # SIPVicious scanners against the daemon (tests/secu
 need_pkg systemd-analyze systemd   # `systemd-analyze verify` of the unit (tests/operations.rs)
 need_pkg chromium chromium               # the operator console in a real browser (tests/console.rs)
 need_pkg chromedriver chromium-driver    # WebDriver for it
+need_pkg runuser util-linux   # a private PostgreSQL cluster as user postgres (tests/storage_faults.rs)
+need_pkg mount mount           # a small tmpfs for SQLite on a full disk (tests/storage_faults.rs)
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -33,6 +33,9 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 /// SQLite file inside the data directory when no ledger URL is configured.
 pub const DEFAULT_SQLITE_FILE: &str = "smartdesk.db";
 /// Standard SIP port; carriers expect it.
+/// Calls the PostgreSQL spool holds: at 20 calls/s, over an hour and a half of outage, a
+/// few tens of MB on disk.
+pub const DEFAULT_SPOOL_MAX_CALLS: u64 = 100_000;
 pub const DEFAULT_SIP_LISTEN: &str = "0.0.0.0:5060";
 /// Loopback only: the console must not face the network without TLS in front (README).
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
@@ -190,6 +193,9 @@ pub struct LedgerConfig {
     pub url: String,
     /// Pool size; PostgreSQL benefits from more, SQLite serialises writes anyway.
     pub max_connections: u32,
+    /// PostgreSQL only: calls the local spool holds while the ledger is away; beyond it new
+    /// calls get 503.
+    pub spool_max_calls: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +279,7 @@ impl Default for Config {
             ledger: LedgerConfig {
                 url: String::new(),
                 max_connections: 8,
+                spool_max_calls: DEFAULT_SPOOL_MAX_CALLS,
             },
             sip: SipConfig {
                 listen: DEFAULT_SIP_LISTEN.parse().expect("constant address"),
@@ -410,6 +417,7 @@ const SCHEMA: &[(&str, LeafCheck)] = &[
     ("metrics.allow_non_loopback", check::<bool>),
     ("ledger.url", check::<String>),
     ("ledger.max_connections", check::<u32>),
+    ("ledger.spool_max_calls", check::<u64>),
     ("sip.listen", check::<SocketAddr>),
     ("sip.udp", check::<bool>),
     ("sip.tcp", check::<bool>),
@@ -636,6 +644,9 @@ impl Config {
         }
         if self.ledger.max_connections == 0 {
             p("ledger.max_connections", "must be at least 1".into());
+        }
+        if self.ledger.spool_max_calls == 0 {
+            p("ledger.spool_max_calls", "must be at least 1".into());
         }
         let known_scheme = ["sqlite:", "postgres://", "postgresql://"]
             .iter()

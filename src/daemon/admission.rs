@@ -15,6 +15,13 @@
 //!
 //! Freshness: the number → contract lookup is cached for [`OWNER_TTL`]; an admin's
 //! `number assign`, `suspend` or `resume` reaches calls within that time.
+//!
+//! PostgreSQL away (issue #10 §2): with a [`Spool`], a failed row write puts the batch's
+//! rows into the spool (durable too) and the calls go on with provisional ids. The owner of
+//! a number is then taken from the last lookup however old (a stale contract beats refusing
+//! a caller the contract would serve); a number not looked up since start gets 503, because
+//! we cannot know whether it is assigned, to whom, or whether the call would be billable.
+//! While the spool's flag says the ledger is unreachable, admission does not wait on it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::contract::{ContractHistory, ContractStatus};
 use crate::hours::Calendar;
-use crate::ledger::{Contractor, Ledger, NewCall, SuspensionRow};
+use crate::ledger::{Contractor, Ledger, NewCall, Spool, SuspensionRow};
 use crate::sip::b2bua::{Admission, AdmitRequest, Prompt};
 
 use super::metrics::Metrics;
@@ -33,6 +40,10 @@ use super::{Clock, Swap};
 
 /// How long a number's owner and contract are reused without asking the ledger.
 pub const OWNER_TTL: Duration = Duration::from_secs(1);
+/// PostgreSQL with a spool: a row write or owner lookup not answered within this goes to
+/// the spool / stale cache. Far above a healthy commit (milliseconds), well below the
+/// carrier's patience after 100 Trying (Timer C is minutes; callers hang up sooner).
+pub const SPOOL_AFTER: Duration = Duration::from_secs(2);
 /// Calls per transaction at most.
 pub const MAX_BATCH: usize = 512;
 /// Owners cached at most (distinct numbers called within [`OWNER_TTL`]).
@@ -122,6 +133,7 @@ pub struct Admitter {
     clock: Clock,
     cache: HashMap<String, (Instant, Option<Arc<Owner>>)>,
     metrics: Option<Arc<Metrics>>,
+    spool: Option<Arc<Spool>>,
 }
 
 impl Admitter {
@@ -132,6 +144,46 @@ impl Admitter {
             clock,
             cache: HashMap::new(),
             metrics: None,
+            spool: None,
+        }
+    }
+
+    /// Rows that PostgreSQL cannot take go to `spool` (see the module doc).
+    pub fn with_spool(mut self, spool: Option<Arc<Spool>>) -> Admitter {
+        self.spool = spool;
+        self
+    }
+
+    /// With a spool, a ledger answer is waited for at most [`SPOOL_AFTER`]: a PostgreSQL
+    /// gone away would otherwise hold the batch for the pool's whole acquire timeout. A
+    /// write cut off this way may still have committed; the spool's replay then finds the
+    /// row (same unique key) and counts nothing twice.
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, crate::ledger::LedgerError>>,
+    ) -> Result<T, crate::ledger::LedgerError> {
+        if self.spool.is_none() {
+            return f.await;
+        }
+        tokio::time::timeout(SPOOL_AFTER, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::ledger::LedgerError::Conflict(format!(
+                    "no answer from the ledger within {} ms",
+                    SPOOL_AFTER.as_millis()
+                )))
+            })
+    }
+
+    fn ledger_down(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| s.ledger_unreachable())
+    }
+
+    /// The last known owner however old, when a spool can take the row.
+    fn stale_owner(&self, number: &crate::number::E164) -> Result<Option<Arc<Owner>>, ()> {
+        match (&self.spool, self.cache.get(number.as_str())) {
+            (Some(_), Some((_, o))) => Ok(o.clone()),
+            _ => Err(()),
         }
     }
 
@@ -148,20 +200,24 @@ impl Admitter {
                 return Ok(o.clone());
             }
         }
-        let fetched = async {
-            let Some(id) = self.ledger.number_owner(number).await? else {
-                return Ok::<_, crate::ledger::LedgerError>(None);
-            };
-            let contractor = self.ledger.contractor(id).await?;
-            let history = self.ledger.contract_history(&contractor).await?;
-            let suspensions = self.ledger.suspensions(id).await?;
-            Ok(Some(Arc::new(Owner {
-                contractor,
-                history,
-                suspensions,
-            })))
+        if self.ledger_down() {
+            return self.stale_owner(number);
         }
-        .await;
+        let fetched = self
+            .bounded(async {
+                let Some(id) = self.ledger.number_owner(number).await? else {
+                    return Ok::<_, crate::ledger::LedgerError>(None);
+                };
+                let contractor = self.ledger.contractor(id).await?;
+                let history = self.ledger.contract_history(&contractor).await?;
+                let suspensions = self.ledger.suspensions(id).await?;
+                Ok(Some(Arc::new(Owner {
+                    contractor,
+                    history,
+                    suspensions,
+                })))
+            })
+            .await;
         match fetched {
             Ok(o) => {
                 if self.cache.len() >= MAX_CACHED {
@@ -177,7 +233,10 @@ impl Admitter {
             }
             Err(e) => {
                 tracing::error!(error = %e, "ledger lookup for an incoming call failed");
-                Err(())
+                if let Some(s) = &self.spool {
+                    s.set_ledger_unreachable(true);
+                }
+                self.stale_owner(number)
             }
         }
     }
@@ -221,23 +280,7 @@ impl Admitter {
                 }
             }
         }
-        let started = Instant::now();
-        let written = self.ledger.insert_calls(&rows).await;
-        if let Some(m) = &self.metrics {
-            if !rows.is_empty() {
-                m.ledger_write.observe(started.elapsed());
-            }
-            if written.is_err() {
-                m.ledger_write_failed();
-            }
-        }
-        let written = match written {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!(error = %e, calls = rows.len(), "call rows could not be written; answering 503");
-                None
-            }
-        };
+        let written = self.write(&rows, at).await;
         plans
             .into_iter()
             .map(|(call, plan, row_index)| {
@@ -292,6 +335,49 @@ impl Admitter {
     }
 }
 
+impl Admitter {
+    /// The durable "these calls exist" write: the ledger, else (PostgreSQL) the spool.
+    /// `None` = neither took them: the calls get 503.
+    async fn write(&self, rows: &[NewCall], at: DateTime<Utc>) -> Option<Vec<(i64, bool)>> {
+        if rows.is_empty() {
+            return Some(Vec::new());
+        }
+        let failed = if self.ledger_down() {
+            None
+        } else {
+            let started = Instant::now();
+            let written = self.bounded(self.ledger.insert_calls(rows)).await;
+            if let Some(m) = &self.metrics {
+                m.ledger_write.observe(started.elapsed());
+                if written.is_err() {
+                    m.ledger_write_failed();
+                }
+            }
+            match written {
+                Ok(w) => return Some(w),
+                Err(e) => Some(e),
+            }
+        };
+        let Some(spool) = &self.spool else {
+            if let Some(e) = failed {
+                tracing::error!(error = %e, calls = rows.len(), "call rows could not be written; answering 503");
+            }
+            return None;
+        };
+        if let Some(e) = failed {
+            tracing::error!(error = %e, calls = rows.len(), "call rows could not be written to the ledger; spooling them");
+            spool.set_ledger_unreachable(true);
+        }
+        match spool.put_calls(rows, at).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, calls = rows.len(), "call rows could not be spooled; answering 503");
+                None
+            }
+        }
+    }
+}
+
 /// Runs the admission worker: batches whatever is queued, answers on `out`.
 pub async fn run(
     mut admitter: Admitter,
@@ -326,10 +412,15 @@ pub const MAX_PENDING_UPDATES: usize = 100_000;
 ///
 /// When the core is gone (shutdown) the queue closes: what is pending is still written, and
 /// the task ends once it is (the edge bounds that wait).
+///
+/// With a spool (PostgreSQL): updates of spooled calls (provisional ids), and every update
+/// while the ledger is unreachable or older updates wait in the spool, go to the spool, in
+/// order; the replayer applies them after their calls.
 pub async fn run_updates(
     ledger: Ledger,
     mut rx: mpsc::Receiver<crate::ledger::CallUpdate>,
     metrics: Option<Arc<Metrics>>,
+    spool: Option<Arc<Spool>>,
 ) {
     let mut pending: std::collections::VecDeque<crate::ledger::CallUpdate> =
         std::collections::VecDeque::new();
@@ -354,6 +445,29 @@ pub async fn run_updates(
         }
         let n = pending.len().min(MAX_BATCH);
         let batch: Vec<_> = pending.iter().take(n).cloned().collect();
+        if let Some(spool) = &spool {
+            if spool.ledger_unreachable()
+                || spool.backlog().updates > 0
+                || batch.iter().any(|u| u.call_id() < 0)
+            {
+                match spool.put_updates(&batch).await {
+                    Ok(()) => {
+                        pending.drain(..n);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(e @ crate::ledger::SpoolError::Full(_)) => {
+                        tracing::error!(error = %e, dropped = n, "call-row updates dropped: spool full");
+                        pending.drain(..n);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, pending = pending.len(), "call-row updates could not be spooled; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+                continue;
+            }
+        }
         let started = Instant::now();
         let result = ledger.apply_call_updates(&batch).await;
         if let Some(m) = &metrics {
@@ -367,7 +481,7 @@ pub async fn run_updates(
                 pending.drain(..n);
                 backoff = Duration::from_millis(100);
             }
-            Err(e) if ledger.ping().await.is_ok() => {
+            Err(e) if !e.is_transient() && ledger.ping().await.is_ok() => {
                 // The ledger is up, so one update is bad (it cannot become good by waiting):
                 // apply them one by one and drop only what fails.
                 for u in pending.drain(..n) {
@@ -376,10 +490,66 @@ pub async fn run_updates(
                     }
                 }
             }
+            Err(e) if spool.is_some() => {
+                // Spooled at the next turn, in order.
+                tracing::error!(error = %e, pending = pending.len(), "call-row updates failed; spooling them");
+                if let Some(s) = &spool {
+                    s.set_ledger_unreachable(true);
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, pending = pending.len(), "call-row updates failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// How often the replayer looks at an idle spool, and probes an unreachable ledger.
+pub const REPLAY_POLL: Duration = Duration::from_millis(250);
+/// A probe of the ledger that takes longer than this counts as "still away".
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Replays the spool into the ledger whenever the ledger answers: probes it while it is
+/// marked unreachable, clears the mark when it answers, and drains the backlog in batches.
+pub async fn run_replay(spool: Arc<Spool>, ledger: Ledger, clock: Clock) {
+    let mut last_prune = Instant::now();
+    let mut drain_started: Option<(Instant, crate::ledger::SpoolBacklog)> = None;
+    loop {
+        if spool.is_empty() && !spool.ledger_unreachable() {
+            if let Some((t, b)) = drain_started.take() {
+                tracing::info!(
+                    drained_calls = b.calls,
+                    drained_updates = b.updates,
+                    ms = t.elapsed().as_millis() as u64,
+                    "spool drained into the ledger"
+                );
+            }
+            if last_prune.elapsed() > Duration::from_secs(3600) {
+                last_prune = Instant::now();
+                let _ = spool.prune(clock.now()).await;
+            }
+            tokio::time::sleep(REPLAY_POLL).await;
+            continue;
+        }
+        match tokio::time::timeout(PROBE_TIMEOUT, ledger.ping()).await {
+            Ok(Ok(())) => spool.set_ledger_unreachable(false),
+            _ => {
+                spool.set_ledger_unreachable(true);
+                tokio::time::sleep(REPLAY_POLL).await;
+                continue;
+            }
+        }
+        if drain_started.is_none() {
+            drain_started = Some((Instant::now(), spool.backlog()));
+        }
+        match spool.replay_step(&ledger).await {
+            Ok(0) => tokio::time::sleep(REPLAY_POLL).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, backlog = ?spool.backlog(), "spool replay failed; retrying");
+                tokio::time::sleep(REPLAY_POLL).await;
             }
         }
     }

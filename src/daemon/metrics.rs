@@ -108,6 +108,8 @@ pub struct Metrics {
     /// Report outbox by state, refreshed by the daemon every [`OUTBOX_REFRESH`]; -1 = never read.
     outbox_pending: std::sync::atomic::AtomicI64,
     outbox_failed: std::sync::atomic::AtomicI64,
+    /// The PostgreSQL spool, when there is one.
+    spool: std::sync::OnceLock<std::sync::Arc<crate::ledger::Spool>>,
 }
 
 /// How often the outbox gauges are read from the ledger.
@@ -124,6 +126,7 @@ impl Default for Metrics {
             ledger_write_errors: AtomicU64::new(0),
             outbox_pending: std::sync::atomic::AtomicI64::new(-1),
             outbox_failed: std::sync::atomic::AtomicI64::new(-1),
+            spool: std::sync::OnceLock::new(),
         }
     }
 }
@@ -148,6 +151,11 @@ impl Metrics {
     pub fn set_outbox(&self, pending: i64, failed: i64) {
         self.outbox_pending.store(pending, Relaxed);
         self.outbox_failed.store(failed, Relaxed);
+    }
+
+    /// The spool whose backlog the gauges show.
+    pub fn set_spool(&self, spool: std::sync::Arc<crate::ledger::Spool>) {
+        let _ = self.spool.set(spool);
     }
 
     pub fn ledger_write_failed(&self) {
@@ -330,6 +338,39 @@ impl Metrics {
         ] {
             family(&mut o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");
+        }
+        if let Some(spool) = self.spool.get() {
+            let b = spool.backlog();
+            let (spooled, replayed) = spool.totals();
+            for (name, kind, help, v) in [
+                (
+                    "smartdesk_spool_backlog_calls",
+                    "gauge",
+                    "Call rows in the local spool waiting for PostgreSQL.",
+                    b.calls,
+                ),
+                (
+                    "smartdesk_spool_backlog_updates",
+                    "gauge",
+                    "Call-row updates in the local spool waiting for PostgreSQL.",
+                    b.updates,
+                ),
+                (
+                    "smartdesk_spool_calls_total",
+                    "counter",
+                    "Call rows spooled because PostgreSQL could not take them.",
+                    spooled,
+                ),
+                (
+                    "smartdesk_spool_replayed_calls_total",
+                    "counter",
+                    "Spooled call rows replayed into PostgreSQL.",
+                    replayed,
+                ),
+            ] {
+                family(&mut o, name, kind, help);
+                let _ = writeln!(o, "{name} {v}");
+            }
         }
         self.ledger_write.render(
             &mut o,

@@ -103,6 +103,8 @@ pub struct Daemon {
     pub calendar: Arc<Swap<Calendar>>,
     pub clock: Clock,
     pub ledger: crate::ledger::Ledger,
+    /// With PostgreSQL: where call rows go while it is away (`ledger::spool`).
+    pub spool: Option<Arc<crate::ledger::Spool>>,
     pub metrics: Arc<metrics::Metrics>,
     /// Where the configuration came from, to read it again on reload.
     pub source: GlobalArgs,
@@ -137,19 +139,62 @@ pub fn run(g: &GlobalArgs, args: ServeArgs) -> CliResult {
         .map_err(|e| CliError::Other(e.into()))?;
     let source = g.clone();
     rt.block_on(async move {
-        let ledger = open_ledger(&cfg).await?;
+        let (ledger, spool) = open_ledger_and_spool(&cfg).await?;
         let daemon = Arc::new(Daemon {
             config: cfg,
             profiles: Swap::new(profiles),
             calendar: Arc::new(Swap::new(calendar)),
             clock,
             ledger,
+            spool,
             metrics: Arc::default(),
             source,
             reload_lock: tokio::sync::Mutex::new(()),
         });
         serve(daemon).await
     })
+}
+
+/// How long a start waits for PostgreSQL when a spool with calls could be replayed later.
+const START_LEDGER_WAIT: Duration = Duration::from_secs(5);
+
+/// The ledger, and with PostgreSQL its spool. PostgreSQL away at start is an error, unless
+/// the spool holds calls of a previous run: then the daemon starts with the ledger marked
+/// unreachable (every number is unknown since start, so new calls get 503) and replays the
+/// spool when PostgreSQL returns. The schema was migrated by the run that spooled.
+async fn open_ledger_and_spool(
+    cfg: &Config,
+) -> CliResult<(crate::ledger::Ledger, Option<Arc<crate::ledger::Spool>>)> {
+    let url = cfg.ledger_url();
+    if url.starts_with("sqlite:") {
+        return Ok((open_ledger(cfg).await?, None));
+    }
+    let path = cfg.data_dir().join(crate::ledger::spool::SPOOL_FILE);
+    let spool = crate::ledger::Spool::open(&path, cfg.ledger.spool_max_calls)
+        .await
+        .map_err(|e| CliError::Other(anyhow::anyhow!("cannot open {}: {e}", path.display())))?;
+    let spool = Arc::new(spool);
+    let opened = match tokio::time::timeout(START_LEDGER_WAIT, open_ledger(cfg)).await {
+        Ok(r) => r,
+        Err(_) => Err(other(format!(
+            "cannot open ledger {}: no answer within {} s",
+            redact_url(&url),
+            START_LEDGER_WAIT.as_secs()
+        ))),
+    };
+    match opened {
+        Ok(ledger) => Ok((ledger, Some(spool))),
+        Err(e) if !spool.is_empty() => {
+            tracing::error!(error = %e, backlog = ?spool.backlog(),
+                "ledger unreachable at start; starting on the spool (new calls get 503 until it returns)");
+            spool.set_ledger_unreachable(true);
+            let ledger =
+                crate::ledger::Ledger::connect_postgres_lazy(&url, cfg.ledger.max_connections)
+                    .map_err(other)?;
+            Ok((ledger, Some(spool)))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn other(e: impl std::fmt::Display) -> CliError {
@@ -161,7 +206,24 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
     let cfg = &d.config;
     let local = sip::advertised(cfg).map_err(other)?;
     let prompts = prompts::Prompts::load(&cfg.media.prompts_dir).map_err(other)?;
-    match d.ledger.close_orphaned_calls(d.clock.now()).await {
+    // Started on the spool with PostgreSQL away: nothing to sweep or replay yet.
+    let ledger_away = d.spool.as_ref().is_some_and(|s| s.ledger_unreachable());
+    if let Some(spool) = &d.spool {
+        // Calls spooled by a previous run go in before the orphan sweep closes open rows.
+        if !spool.is_empty() && !ledger_away {
+            let backlog = spool.backlog();
+            match spool.drain(&d.ledger, STARTUP_DRAIN).await {
+                Ok(()) => {
+                    tracing::warn!(?backlog, left = ?spool.backlog(), "spool of a previous run replayed")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool replay at start failed; retrying in the background")
+                }
+            }
+        }
+        d.metrics.set_spool(spool.clone());
+    }
+    match close_orphans(&d, ledger_away).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(calls = n, "calls left open by the previous run closed"),
         Err(e) => {
@@ -240,6 +302,10 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
             }
         })
     });
+    let replay = d
+        .spool
+        .clone()
+        .map(|spool| tokio::spawn(admission::run_replay(spool, d.ledger.clone(), d.clock)));
     let reports_wake = Arc::new(tokio::sync::Notify::new());
     let web = tokio::spawn(crate::web::serve(
         web_listener,
@@ -329,14 +395,31 @@ async fn serve(d: Arc<Daemon>) -> CliResult {
     if let Some(t) = metrics_task {
         t.abort();
     }
+    if let Some(t) = replay {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&control_path);
     d.ledger.close().await;
+    if let Some(s) = &d.spool {
+        s.close().await;
+    }
     tracing::info!(calls = ?d.metrics.calls_by_outcome().iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), "smartdesk stopped");
     if sip_failed {
         return Err(other("the SIP edge stopped unexpectedly"));
     }
     Ok(())
 }
+
+async fn close_orphans(d: &Daemon, ledger_away: bool) -> Result<u64, crate::ledger::LedgerError> {
+    if ledger_away {
+        return Ok(0);
+    }
+    d.ledger.close_orphaned_calls(d.clock.now()).await
+}
+
+/// At start, a spool left by a previous run is replayed for at most this long before calls
+/// are taken (the rest replays in the background).
+const STARTUP_DRAIN: Duration = Duration::from_secs(30);
 
 /// How often a shutdown looks at the calls still in progress.
 const DRAIN_POLL: Duration = Duration::from_millis(100);

@@ -357,19 +357,23 @@ pub(super) async fn run(
         }
     };
     endpoint.set_unix_base(Instant::now().into_std(), unix_of(d.clock.now()));
-    prime_registry(&mut endpoint, &d.ledger, d.clock).await;
+    if !d.spool.as_ref().is_some_and(|s| s.ledger_unreachable()) {
+        prime_registry(&mut endpoint, &d.ledger, d.clock).await;
+    }
     endpoint.seats_changed(Instant::now().into_std());
     let (admit_tx, admit_rx) = mpsc::channel(ADMIT_QUEUE);
     let (admitted_tx, admitted_rx) = mpsc::channel(ADMIT_QUEUE);
     let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
     let (media_tx, media_rx) = mpsc::channel(MEDIA_EVENTS);
     let admitter = Admitter::new(d.ledger.clone(), d.calendar.clone(), d.clock)
-        .with_metrics(d.metrics.clone());
+        .with_metrics(d.metrics.clone())
+        .with_spool(d.spool.clone());
     let admission = tokio::spawn(admission::run(admitter, admit_rx, admitted_tx));
     let updates = tokio::spawn(admission::run_updates(
         d.ledger.clone(),
         update_rx,
         Some(d.metrics.clone()),
+        d.spool.clone(),
     ));
     let udp = udp.map(Arc::new);
     let (tx, rx) = mpsc::channel(CORE_QUEUE);

@@ -87,6 +87,30 @@ pub async fn status(c: &Control) -> Result<Value, CommandError> {
     if let Err(e) = &health {
         warnings.push(format!("ledger unreachable: {e}"));
     }
+    let spool = d.spool.as_ref().map(|s| {
+        let b = s.backlog();
+        let (spooled, replayed) = s.totals();
+        if b.calls > 0 || b.updates > 0 {
+            warnings.push(format!(
+                "spool backlog: {} call(s) and {} update(s) waiting for the ledger{}",
+                b.calls,
+                b.updates,
+                if s.ledger_unreachable() {
+                    " (ledger unreachable)"
+                } else {
+                    " (replaying)"
+                }
+            ));
+        }
+        json!({
+            "calls": b.calls,
+            "updates": b.updates,
+            "ledger_unreachable": s.ledger_unreachable(),
+            "spooled_since_start": spooled,
+            "replayed_since_start": replayed,
+            "max_calls": cfg.ledger.spool_max_calls,
+        })
+    });
     let day_start = tokyo
         .from_local_datetime(&today.and_hms_opt(0, 0, 0).unwrap_or_default())
         .single()
@@ -169,6 +193,8 @@ pub async fn status(c: &Control) -> Result<Value, CommandError> {
             "healthy": healthy,
             "latency_ms": (latency_ms * 10.0).round() / 10.0,
             "error": health.err(),
+            // PostgreSQL only: calls and updates waiting in the local spool.
+            "spool": spool,
         },
         // Reports waiting for delivery (retrying included); `reports` has every state.
         "outbox_backlog": reports.as_ref().map(|r| r.pending),

@@ -51,7 +51,8 @@ pub struct CallView {
 }
 
 /// A change to a call row after its insert (see [`Ledger::apply_call_updates`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialisable so that the spool can keep it while PostgreSQL is away (`ledger::spool`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum CallUpdate {
     Answered {
         id: i64,
@@ -68,6 +69,27 @@ pub enum CallUpdate {
     QueueEvent(super::queue::NewQueueEvent),
     /// A caller's voice message (see [`Ledger::add_voice_message`]).
     VoiceMessage(super::queue::NewVoiceMessage),
+}
+
+impl CallUpdate {
+    /// The call row this update is about.
+    pub fn call_id(&self) -> i64 {
+        match self {
+            CallUpdate::Answered { id, .. } | CallUpdate::Finished { id, .. } => *id,
+            CallUpdate::QueueEvent(e) => e.call_id,
+            CallUpdate::VoiceMessage(m) => m.call_id,
+        }
+    }
+
+    /// The same update for call row `id` (the spool's replay maps provisional ids).
+    pub fn for_call(mut self, row: i64) -> CallUpdate {
+        match &mut self {
+            CallUpdate::Answered { id, .. } | CallUpdate::Finished { id, .. } => *id = row,
+            CallUpdate::QueueEvent(e) => e.call_id = row,
+            CallUpdate::VoiceMessage(m) => m.call_id = row,
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, Default)]

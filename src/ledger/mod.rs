@@ -16,6 +16,7 @@ mod records;
 mod registrations;
 mod reports;
 mod seats;
+pub mod spool;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,10 +37,19 @@ pub use reports::{
     idempotency_key, NewChannel, OutboxCounts, OutboxRow, ReportChannel, CHANNEL_KINDS,
 };
 pub use seats::{NewSeat, Seat};
+pub use spool::{Spool, SpoolBacklog, SpoolError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// A connection that comes back to the pool still inside a transaction is closed rather
+/// than reused (`after_release`). That is how the pool recovers from a full disk: SQLite
+/// may roll a transaction back by itself when its COMMIT fails with SQLITE_FULL; sqlx's
+/// ROLLBACK then fails ("no transaction is active") and the connection's transaction depth
+/// stays at 1, so its next `begin()` would open a SAVEPOINT, whose rollback leaves a read
+/// transaction open on a stale snapshot: every later write on it fails with
+/// SQLITE_BUSY_SNAPSHOT (517) although the disk has space again.
+///
 /// Waiting this long for SQLite's write lock covers a CLI write racing the daemon;
 /// longer would stall a call setup that waits on its durable row.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,6 +96,25 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// Whether waiting can cure it: SQLite's disk full (`SQLITE_FULL`), busy or locked, or
+    /// an I/O error; a lost connection or an exhausted pool. A constraint violation or bad
+    /// data stays bad however often it is retried.
+    pub fn is_transient(&self) -> bool {
+        let LedgerError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+            sqlx::Error::Database(d) => d
+                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                .and_then(|_| d.code())
+                .and_then(|c| c.parse::<i32>().ok())
+                // Primary result codes: BUSY 5, LOCKED 6, IOERR 10, FULL 13.
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13)),
+            _ => false,
+        }
+    }
+
     /// Unique-key violations are how duplicates are refused without a race.
     pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
         e.as_database_error()
@@ -139,6 +168,20 @@ impl Ledger {
         }
     }
 
+    /// A PostgreSQL ledger whose connections are made on first use: for a daemon that must
+    /// start while PostgreSQL is away because its spool holds calls (see `ledger::spool`).
+    pub fn connect_postgres_lazy(url: &str, max_connections: u32) -> Result<Ledger, LedgerError> {
+        let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|_| LedgerError::BadUrl(url.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .connect_lazy_with(opts);
+        Ok(Ledger {
+            pool: Pool::Postgres(pool),
+        })
+    }
+
     async fn connect_sqlite(url: &str, max_connections: u32) -> Result<Ledger, LedgerError> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|_| LedgerError::BadUrl(url.to_string()))?;
@@ -158,6 +201,9 @@ impl Ledger {
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .connect_with(opts)
             .await?;
         // Refuse to run on a ledger that could lose a committed call (SPEC §3).

@@ -24,7 +24,7 @@ pub(super) const INSERT_VOICE_MESSAGE: &str = "INSERT INTO voice_messages
     (call_id, path, duration_ms, created_at) VALUES ($1, $2, $3, $4)
     ON CONFLICT (call_id) DO NOTHING";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NewQueueEvent {
     /// The call row.
     pub call_id: i64,
@@ -48,7 +48,7 @@ pub struct QueueEventRow {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NewVoiceMessage {
     pub call_id: i64,
     pub path: String,

@@ -1,6 +1,7 @@
 //! A contractor, its number and a seat, the daemon, the operator's phone and the carrier as
 //! SIPp processes: the pieces every call-placing end-to-end test is built from.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -242,4 +243,94 @@ pub fn media_sockets() -> (UdpSocket, UdpSocket) {
 
 pub fn port(s: &UdpSocket) -> u16 {
     s.local_addr().expect("addr").port()
+}
+
+/// Call-IDs of the trace's messages that were `direction` ("sent" / "received") and
+/// contain `needle`.
+fn call_ids_of(trace: &str, direction: &str, needle: &str) -> BTreeSet<String> {
+    let direction = format!("message {direction}");
+    trace
+        .split("----------------------------------------------- ")
+        .filter(|block| block.contains(&direction) && block.contains(needle))
+        .filter_map(|block| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix("Call-ID: "))
+                .map(|c| c.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Call-IDs for which the carrier's SIPp received a final response with `code`, from its
+/// message trace.
+pub fn call_ids_with(trace: &str, code: &str) -> BTreeSet<String> {
+    call_ids_of(trace, "received", &format!("SIP/2.0 {code} "))
+}
+
+/// Every Call-ID the carrier sent an INVITE for.
+pub fn call_ids_sent(trace: &str) -> BTreeSet<String> {
+    call_ids_of(trace, "sent", "\nINVITE sip:")
+}
+
+/// A steady carrier load: SIPp (traced under `label`) places `count` calls at `rate` per
+/// second to [`NUMBER`] running `scenario_file` (late offer, caller 09012345678), giving an
+/// INVITE up to 8 retransmissions (it may have to wait for a restarted daemon).
+pub fn carrier_load(
+    env: &Env,
+    d: &Daemon,
+    label: &str,
+    scenario_file: &str,
+    rate: u32,
+    count: u32,
+) -> Proc {
+    sipp(
+        env.dir.path(),
+        label,
+        &d.target(),
+        &[
+            "-sf",
+            scenario(scenario_file).to_str().expect("path"),
+            "-s",
+            NUMBER,
+            "-key",
+            "aport",
+            "40000",
+            "-key",
+            "caller",
+            "09012345678",
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &count.to_string(),
+            "-max_retrans",
+            "8",
+        ],
+    )
+}
+
+/// The counting invariant (SPEC §3) over `calls --json` rows: every call in `answered` has
+/// exactly one row, no call has two, every row is a call in `sent`, and all are billable.
+/// Returns the number of rows.
+pub fn assert_counted_once(
+    calls: &[serde_json::Value],
+    answered: &BTreeSet<String>,
+    sent: &BTreeSet<String>,
+) -> usize {
+    let mut rows: BTreeMap<String, usize> = BTreeMap::new();
+    for c in calls {
+        *rows
+            .entry(c["call_id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+        assert_eq!(c["billable"], true, "{c}");
+    }
+    let doubled: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "counted twice: {doubled:?}");
+    let lost: Vec<_> = answered.iter().filter(|c| !rows.contains_key(*c)).collect();
+    assert!(lost.is_empty(), "answered but not counted: {lost:?}");
+    let invented: Vec<_> = rows.keys().filter(|c| !sent.contains(*c)).collect();
+    assert!(
+        invented.is_empty(),
+        "rows for calls never placed: {invented:?}"
+    );
+    rows.len()
 }

@@ -76,6 +76,16 @@ impl Env {
         }
     }
 
+    /// An env on a ledger of the test's own (a private PostgreSQL cluster, SQLite on a small
+    /// filesystem); the test cleans that up itself.
+    pub fn with_url(url: String) -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+            url,
+            pg_schema: None,
+        }
+    }
+
     /// Run the CLI with this env's ledger and data dir, the repo's profiles, and no
     /// stray configuration from the environment.
     pub fn run(&self, args: &[&str]) -> Run {

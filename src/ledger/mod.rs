@@ -16,6 +16,7 @@ mod records;
 mod registrations;
 mod reports;
 mod seats;
+mod web_users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use reports::{
     idempotency_key, NewChannel, OutboxCounts, OutboxRow, ReportChannel, CHANNEL_KINDS,
 };
 pub use seats::{NewSeat, Seat};
+pub use web_users::{WebUser, ROLE_ADMIN, ROLE_CONTRACTOR};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -261,6 +261,8 @@ pub fn session_valid(state: &State, token: &str) -> bool {
 
 /// A login page: where it posts, what it asks for, where its cookies live.
 pub struct LoginPage {
+    /// Which surface, in log lines ("console", "portal").
+    pub surface: &'static str,
     pub title: &'static str,
     pub action: &'static str,
     /// The user name field's name and id.
@@ -269,17 +271,21 @@ pub struct LoginPage {
     pub user_type: &'static str,
     /// Path of the session and login cookies.
     pub cookie_path: &'static str,
+    /// The login form's CSRF cookie (double submit: the form carries the same value).
+    pub login_cookie: &'static str,
     /// The message for a wrong name or password.
     pub wrong: &'static str,
 }
 
 pub const CONSOLE_LOGIN: LoginPage = LoginPage {
+    surface: "console",
     title: "smartdesk オペレーター コンソール",
     action: "/console/login",
     user_field: "seat",
     user_label: "席名（ユーザー名）",
     user_type: "text",
     cookie_path: "/console",
+    login_cookie: LOGIN_COOKIE,
     wrong: "席名またはパスワードが違います。",
 };
 
@@ -320,8 +326,8 @@ impl LoginPage {
         let mut r = html_page(&format!("ログイン - {}", self.title), &self.form(&csrf, error));
         *r.status_mut() = status;
         if let Ok(v) = format!(
-            "{LOGIN_COOKIE}={csrf}; Path={}; HttpOnly; SameSite=Strict",
-            self.cookie_path
+            "{}={csrf}; Path={}; HttpOnly; SameSite=Strict",
+            self.login_cookie, self.cookie_path
         )
         .parse()
         {
@@ -340,7 +346,7 @@ impl LoginPage {
         name: &str,
         ip: IpAddr,
     ) -> Result<(), Response> {
-        let csrf_cookie = cookie(headers, LOGIN_COOKIE).unwrap_or_default();
+        let csrf_cookie = cookie(headers, self.login_cookie).unwrap_or_default();
         if form_csrf.is_empty() || !same_token(form_csrf, &csrf_cookie) {
             return Err(self.response(
                 StatusCode::FORBIDDEN,
@@ -348,7 +354,7 @@ impl LoginPage {
             ));
         }
         if !throttle.allowed(name, ip) {
-            tracing::warn!(login = %name, client = %ip, page = self.action, "login throttled");
+            tracing::warn!(login = %name, client = %ip, "{} login throttled", self.surface);
             return Err(self.response(StatusCode::TOO_MANY_REQUESTS, Some(LOCKED_OUT)));
         }
         Ok(())
@@ -364,7 +370,7 @@ impl LoginPage {
     /// A failed login: counted, logged, answered.
     pub fn failed(&self, throttle: &Throttle, name: &str, ip: IpAddr) -> Response {
         throttle.failed(name, ip);
-        tracing::info!(login = %name, client = %ip, page = self.action, "login failed");
+        tracing::info!(login = %name, client = %ip, "{} login failed", self.surface);
         self.response(StatusCode::UNAUTHORIZED, Some(self.wrong))
     }
 

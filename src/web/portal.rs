@@ -35,12 +35,14 @@ const MAX_RECORDING: u64 = 64 * 1024 * 1024;
 const RECENT_REPORTS: i64 = 10;
 
 pub const PORTAL_LOGIN: LoginPage = LoginPage {
+    surface: "portal",
     title: "smartdesk 契約者ページ",
     action: "/portal/login",
     user_field: "email",
     user_label: "メールアドレス（管理者は管理者名）",
     user_type: "text",
     cookie_path: "/",
+    login_cookie: "sd_portal_login",
     wrong: "メールアドレスまたはパスワードが違います。",
 };
 

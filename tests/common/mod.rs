@@ -134,5 +134,7 @@ macro_rules! e2e_both {
     };
 }
 pub mod audio;
+pub mod browser;
+pub mod receivers;
 pub mod calls;
 pub mod peers;

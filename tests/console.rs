@@ -28,7 +28,6 @@ fn hmac_hex(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(m.finalize().into_bytes()))
 }
 
-
 // ------------------------------------------------------------------ set-up
 
 struct Ports {

@@ -117,7 +117,9 @@ async fn record(l: &Ledger, call: i64, contractor: i64, category: &str, purpose:
 async fn message(env: &Env, l: &Ledger, call: i64) -> Vec<u8> {
     let dir = env.dir.path().join("recordings");
     std::fs::create_dir_all(&dir).expect("recordings dir");
-    let samples: Vec<u8> = (0..8000u32).map(|i| if i % 16 < 8 { 0x10 } else { 0x90 }).collect();
+    let samples: Vec<u8> = (0..8000u32)
+        .map(|i| if i % 16 < 8 { 0x10 } else { 0x90 })
+        .collect();
     let wav = smartdesk::media::wav::write_wav_g711_8k(smartdesk::media::g711::Law::Pcmu, &samples)
         .expect("wav");
     let path = dir.join(format!("{call}.wav"));
@@ -181,39 +183,171 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     // A: October (a past month) and November (this month: the daemon's clock is OPEN,
     // 2026-11-25 10:00 JST).
     for i in 0..3 {
-        call(&l, a, &format!("a-oct-{i}"), &format!("2026-10-0{}T01:00:00Z", i + 5), Some("+819012345678"), "answered", true, Some(10)).await;
+        call(
+            &l,
+            a,
+            &format!("a-oct-{i}"),
+            &format!("2026-10-0{}T01:00:00Z", i + 5),
+            Some("+819012345678"),
+            "answered",
+            true,
+            Some(10),
+        )
+        .await;
     }
-    call(&l, a, "a-oct-withheld", "2026-10-09T02:00:00Z", None, "answered", true, Some(5)).await;
-    let a_answered = call(&l, a, "a-nov-1", "2026-11-24T03:00:00Z", Some("+819012345678"), "answered", true, Some(12)).await;
+    call(
+        &l,
+        a,
+        "a-oct-withheld",
+        "2026-10-09T02:00:00Z",
+        None,
+        "answered",
+        true,
+        Some(5),
+    )
+    .await;
+    let a_answered = call(
+        &l,
+        a,
+        "a-nov-1",
+        "2026-11-24T03:00:00Z",
+        Some("+819012345678"),
+        "answered",
+        true,
+        Some(12),
+    )
+    .await;
     let a_record = record(&l, a_answered, a, "normal", "見積もりの件で折り返し希望").await;
-    let a_overflow = call(&l, a, "a-nov-2", "2026-11-25T00:30:00Z", None, "overflow", true, None).await;
+    let a_overflow = call(
+        &l,
+        a,
+        "a-nov-2",
+        "2026-11-25T00:30:00Z",
+        None,
+        "overflow",
+        true,
+        None,
+    )
+    .await;
     let a_wav = message(&env, &l, a_overflow).await;
-    call(&l, a, "a-nov-3", "2026-11-25T00:40:00Z", Some("+81611112222"), "out_of_hours", false, None).await;
+    call(
+        &l,
+        a,
+        "a-nov-3",
+        "2026-11-25T00:40:00Z",
+        Some("+81611112222"),
+        "out_of_hours",
+        false,
+        None,
+    )
+    .await;
 
     // B: its own calls, a record, a message, and five complaints in three days (SPEC §6).
-    call(&l, b_id, "b-oct-1", "2026-10-07T01:00:00Z", Some("+819099990000"), "answered", true, Some(3)).await;
-    let b_answered = call(&l, b_id, "b-nov-1", "2026-11-24T04:00:00Z", Some("+819099990000"), "answered", true, Some(7)).await;
+    call(
+        &l,
+        b_id,
+        "b-oct-1",
+        "2026-10-07T01:00:00Z",
+        Some("+819099990000"),
+        "answered",
+        true,
+        Some(3),
+    )
+    .await;
+    let b_answered = call(
+        &l,
+        b_id,
+        "b-nov-1",
+        "2026-11-24T04:00:00Z",
+        Some("+819099990000"),
+        "answered",
+        true,
+        Some(7),
+    )
+    .await;
     let b_record = record(&l, b_answered, b_id, "normal", "XYZ社の秘密の用件").await;
-    let b_overflow = call(&l, b_id, "b-nov-2", "2026-11-24T05:00:00Z", Some("+819099990000"), "overflow", true, None).await;
+    let b_overflow = call(
+        &l,
+        b_id,
+        "b-nov-2",
+        "2026-11-24T05:00:00Z",
+        Some("+819099990000"),
+        "overflow",
+        true,
+        None,
+    )
+    .await;
     message(&env, &l, b_overflow).await;
     for i in 0..5 {
-        let c = call(&l, b_id, &format!("b-complaint-{i}"), &format!("2026-11-2{}T02:00:00Z", i % 3), Some("+819088887777"), "answered", true, Some(4)).await;
+        let c = call(
+            &l,
+            b_id,
+            &format!("b-complaint-{i}"),
+            &format!("2026-11-2{}T02:00:00Z", i % 3),
+            Some("+819088887777"),
+            "answered",
+            true,
+            Some(4),
+        )
+        .await;
         record(&l, c, b_id, "complaint", &format!("苦情{i}")).await;
     }
 
     // Accounts from the CLI: one-time passwords.
     let ua = d
-        .cli(&env, &["contractor", "user", "add", &a.to_string(), "--email", "Tanaka@ABC.example.jp", "--json"])
+        .cli(
+            &env,
+            &[
+                "contractor",
+                "user",
+                "add",
+                &a.to_string(),
+                "--email",
+                "Tanaka@ABC.example.jp",
+                "--json",
+            ],
+        )
         .ok()
         .json();
     assert_eq!(ua["login"], "tanaka@abc.example.jp");
     let a_otp = ua["one_time_password"].as_str().expect("otp").to_owned();
-    let bad = d.cli(&env, &["contractor", "user", "add", &a.to_string(), "--email", "not-an-address"]);
+    let bad = d.cli(
+        &env,
+        &[
+            "contractor",
+            "user",
+            "add",
+            &a.to_string(),
+            "--email",
+            "not-an-address",
+        ],
+    );
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("--email"), "{}", bad.stderr);
-    let dup = d.cli(&env, &["contractor", "user", "add", &b_id.to_string(), "--email", "tanaka@abc.example.jp"]);
+    let dup = d.cli(
+        &env,
+        &[
+            "contractor",
+            "user",
+            "add",
+            &b_id.to_string(),
+            "--email",
+            "tanaka@abc.example.jp",
+        ],
+    );
     assert_eq!(dup.code, 2, "{}", dup.stderr);
-    d.cli(&env, &["contractor", "user", "add", &b_id.to_string(), "--email", "b@xyz.example.jp"]).ok();
+    d.cli(
+        &env,
+        &[
+            "contractor",
+            "user",
+            "add",
+            &b_id.to_string(),
+            "--email",
+            "b@xyz.example.jp",
+        ],
+    )
+    .ok();
     let admin = d.cli(&env, &["admin", "add", "boss", "--json"]).ok().json();
     let admin_otp = admin["one_time_password"].as_str().expect("otp").to_owned();
 
@@ -233,32 +367,81 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     assert!(summary.contains("2026-11-01 〜 2026-11-25"), "{summary}");
     assert_eq!(br.text("#calls-count"), "3");
     assert_eq!(br.text("#calls-billable"), "2");
-    assert!(br.text(&format!("#call-{a_overflow} .caller")).contains("非通知"));
+    assert!(br
+        .text(&format!("#call-{a_overflow} .caller"))
+        .contains("非通知"));
     assert_eq!(br.text(&format!("#call-{a_overflow} .billable")), "対象");
-    assert!(br.text(&format!("#call-{a_answered}")).contains("12秒"), "wait shown");
+    assert!(
+        br.text(&format!("#call-{a_answered}")).contains("12秒"),
+        "wait shown"
+    );
     // A date range.
-    br.goto(&format!("{base}/portal/{a}/calls?from=2026-10-01&to=2026-10-31"));
+    br.goto(&format!(
+        "{base}/portal/{a}/calls?from=2026-10-01&to=2026-10-31"
+    ));
     br.wait_text("#calls-count", Duration::from_secs(10), |t| t == "4");
     let page = br.cmd("GET", "/source", None).to_string();
-    assert!(!page.contains("XYZ") && !page.contains("090-9999"), "nothing of B's");
+    assert!(
+        !page.contains("XYZ") && !page.contains("090-9999"),
+        "nothing of B's"
+    );
     // A bad date names the field and changes nothing.
     br.goto(&format!("{base}/portal/{a}/calls?from=2026-13-01"));
     assert!(br.text("#input-error").starts_with("from:"));
 
     // The bill: this month so far and October's statement, as `smartdesk bill` has them.
-    let oct = d.cli(&env, &["bill", "--month", "2026-10", "--contractor", &a.to_string(), "--json"]).ok().json();
-    let nov = d.cli(&env, &["bill", "--month", "2026-11", "--contractor", &a.to_string(), "--json"]).ok().json();
+    let oct = d
+        .cli(
+            &env,
+            &[
+                "bill",
+                "--month",
+                "2026-10",
+                "--contractor",
+                &a.to_string(),
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
+    let nov = d
+        .cli(
+            &env,
+            &[
+                "bill",
+                "--month",
+                "2026-11",
+                "--contractor",
+                &a.to_string(),
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
     br.goto(&format!("{base}/portal/{a}/bill"));
     br.wait_text("#current-calls", Duration::from_secs(10), |t| !t.is_empty());
     assert_eq!(br.text("#current-calls"), format!("{}件", nov["calls"]));
-    assert_eq!(br.text("#current-total"), format_yen(nov["total"].as_i64().expect("total")));
-    let left = nov["included_calls"].as_u64().expect("included") - nov["calls"].as_u64().expect("calls");
+    assert_eq!(
+        br.text("#current-total"),
+        format_yen(nov["total"].as_i64().expect("total"))
+    );
+    let left =
+        nov["included_calls"].as_u64().expect("included") - nov["calls"].as_u64().expect("calls");
     assert!(br.text("#current-left").starts_with(&format!("{left}件")));
     assert_eq!(br.text("#bill-2026-10 .calls"), oct["calls"].to_string());
-    assert_eq!(br.text("#bill-2026-10 .total"), format_yen(oct["total"].as_i64().expect("total")));
-    assert_eq!(br.text("#bill-2026-10 .due"), oct["due"].as_str().expect("due"));
+    assert_eq!(
+        br.text("#bill-2026-10 .total"),
+        format_yen(oct["total"].as_i64().expect("total"))
+    );
+    assert_eq!(
+        br.text("#bill-2026-10 .due"),
+        oct["due"].as_str().expect("due")
+    );
     br.goto(&format!("{base}/portal/{a}/bill/2026-10"));
-    assert_eq!(br.text("#statement-total"), format_yen(oct["total"].as_i64().expect("total")));
+    assert_eq!(
+        br.text("#statement-total"),
+        format_yen(oct["total"].as_i64().expect("total"))
+    );
 
     // CSV downloads with the browser's session.
     let http = reqwest::Client::builder()
@@ -269,10 +452,31 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     let (st, csv) = get(&http, &format!("{base}/portal/{a}/bill.csv"), &cookie).await;
     assert_eq!(st, 200);
     let csv = String::from_utf8(csv).expect("utf-8");
-    let cli_csv = d.cli(&env, &["bill", "--month", "2026-10", "--contractor", &a.to_string(), "--csv"]).ok().stdout;
+    let cli_csv = d
+        .cli(
+            &env,
+            &[
+                "bill",
+                "--month",
+                "2026-10",
+                "--contractor",
+                &a.to_string(),
+                "--csv",
+            ],
+        )
+        .ok()
+        .stdout;
     let cli_row = cli_csv.lines().nth(1).expect("cli csv row");
-    assert!(csv.lines().any(|l| l == cli_row), "portal CSV {csv:?} has bill --csv's row {cli_row:?}");
-    let (st, csv) = get(&http, &format!("{base}/portal/{a}/calls.csv?from=2026-10-01&to=2026-11-25"), &cookie).await;
+    assert!(
+        csv.lines().any(|l| l == cli_row),
+        "portal CSV {csv:?} has bill --csv's row {cli_row:?}"
+    );
+    let (st, csv) = get(
+        &http,
+        &format!("{base}/portal/{a}/calls.csv?from=2026-10-01&to=2026-11-25"),
+        &cookie,
+    )
+    .await;
     assert_eq!(st, 200);
     let csv = String::from_utf8(csv).expect("utf-8");
     assert_eq!(csv.lines().count(), 1 + 7, "{csv}");
@@ -282,7 +486,9 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     // Records and the message, playable in the browser.
     br.goto(&format!("{base}/portal/{a}/records"));
     br.wait_text("#records-count", Duration::from_secs(10), |t| t == "1");
-    assert!(br.text(&format!("#record-{a_record} .purpose")).contains("見積もり"));
+    assert!(br
+        .text(&format!("#record-{a_record} .purpose"))
+        .contains("見積もり"));
     assert_eq!(br.text("#messages-count"), "1");
     let played = br.exec_async(
         "const done = arguments[arguments.length - 1];\
@@ -291,8 +497,16 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
          a.addEventListener('error', () => done('error ' + (a.error && a.error.code)));\
          a.preload = 'auto'; a.load();",
     );
-    assert!(played.as_f64().is_some_and(|s| s > 0.9 && s < 1.1), "audio duration {played}");
-    let (st, bytes) = get(&http, &format!("{base}/portal/{a}/recordings/{a_overflow}"), &cookie).await;
+    assert!(
+        played.as_f64().is_some_and(|s| s > 0.9 && s < 1.1),
+        "audio duration {played}"
+    );
+    let (st, bytes) = get(
+        &http,
+        &format!("{base}/portal/{a}/recordings/{a_overflow}"),
+        &cookie,
+    )
+    .await;
     assert_eq!((st, bytes == a_wav), (200, true));
 
     // B's data by URL: refused, whichever way it is asked for.
@@ -314,7 +528,10 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
         let (st, body) = get(&http, &format!("{base}{url}"), &cookie).await;
         assert_eq!(st, want, "{url}");
         let body = String::from_utf8_lossy(&body);
-        assert!(!body.contains("XYZ") && !body.contains("秘密"), "{url}: {body}");
+        assert!(
+            !body.contains("XYZ") && !body.contains("秘密"),
+            "{url}: {body}"
+        );
     }
     br.goto(&format!("{base}/portal/{b_id}/records/{b_record}"));
     assert_eq!(br.text("#refused"), "表示できません");
@@ -330,11 +547,16 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     br.click("#save-channels");
     let m = br.wait_text("#settings-msg", Duration::from_secs(10), |t| !t.is_empty());
     assert!(m.starts_with("Webhook 署名用シークレット"), "{m}");
-    assert!(br.text("#channel-list").contains("登録されていません"), "nothing saved");
+    assert!(
+        br.text("#channel-list").contains("登録されていません"),
+        "nothing saved"
+    );
     br.fill("#webhook", &format!("http://127.0.0.1:{hook_port}/hook"));
     br.fill("#webhook_secret", WEBHOOK_SECRET);
     br.click("#save-channels");
-    br.wait_text("#settings-msg", Duration::from_secs(10), |t| t.contains("保存しました"));
+    br.wait_text("#settings-msg", Duration::from_secs(10), |t| {
+        t.contains("保存しました")
+    });
     // Without the CSRF token: refused.
     let forged = http
         .post(format!("{base}/portal/{a}/settings/test"))
@@ -345,25 +567,35 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
         .expect("post");
     assert_eq!(forged.status(), 403);
     br.click("#send-test");
-    br.wait_text("#settings-msg", Duration::from_secs(10), |t| t.contains("テスト送信"));
+    br.wait_text("#settings-msg", Duration::from_secs(10), |t| {
+        t.contains("テスト送信")
+    });
     let deadline = Instant::now() + Duration::from_secs(20);
     let hook = loop {
         if let Some(h) = hooks.lock().expect("lock").first().cloned() {
             break h;
         }
-        assert!(Instant::now() < deadline, "no test report arrived\n{}", d.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no test report arrived\n{}",
+            d.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(hook.path, "/hook");
     assert_eq!(
-        hook.headers.get("x-smartdesk-signature").map(String::as_str),
+        hook.headers
+            .get("x-smartdesk-signature")
+            .map(String::as_str),
         Some(hmac_hex(WEBHOOK_SECRET, &hook.body).as_str())
     );
     let body: serde_json::Value = serde_json::from_slice(&hook.body).expect("json");
     assert_eq!(body["kind"], "test");
     assert_eq!(body["contractor_id"], a);
     br.goto(&format!("{base}/portal/{a}/settings"));
-    br.wait_text("#recent-reports", Duration::from_secs(10), |t| t.contains("送信済み"));
+    br.wait_text("#recent-reports", Duration::from_secs(10), |t| {
+        t.contains("送信済み")
+    });
 
     // The admin view: today's calls and B's complaint flag with the records behind it.
     br.click("#logout");
@@ -371,10 +603,16 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     log_in(&br, &base, "boss", &admin_otp);
     change_password(&br, &admin_otp, ADMIN_PASSWORD);
     br.goto(&format!("{base}/admin"));
-    br.wait_text(&format!("#contractor-{a} .today-calls"), Duration::from_secs(10), |t| t == "2");
+    br.wait_text(
+        &format!("#contractor-{a} .today-calls"),
+        Duration::from_secs(10),
+        |t| t == "2",
+    );
     assert_eq!(br.text(&format!("#contractor-{a} .today-billable")), "1");
     assert_eq!(br.text(&format!("#contractor-{a} .flag")), "—");
-    assert!(br.text(&format!("#contractor-{b_id} .flag")).contains("苦情5件"));
+    assert!(br
+        .text(&format!("#contractor-{b_id} .flag"))
+        .contains("苦情5件"));
     let flag = br.text(&format!("#flag-{b_id}"));
     assert!((0..5).all(|i| flag.contains(&format!("苦情{i}"))), "{flag}");
     // An admin may open any contractor's pages.
@@ -387,7 +625,9 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     // Lockout: five wrong passwords, then the right one is refused with a clear message.
     for _ in 0..5 {
         log_in(&br, &base, "tanaka@abc.example.jp", "wrong-password-1");
-        br.wait_text("#login-error", Duration::from_secs(10), |t| t.contains("違います"));
+        br.wait_text("#login-error", Duration::from_secs(10), |t| {
+            t.contains("違います")
+        });
     }
     log_in(&br, &base, "tanaka@abc.example.jp", A_PASSWORD);
     br.wait_text("#login-error", Duration::from_secs(10), |t| {

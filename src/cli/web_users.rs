@@ -102,7 +102,9 @@ pub(crate) async fn contractor_user(
             let id = parse_id("ID", &id)?;
             let email = parse_email("--email", &email)?;
             let (pw, phc) = one_time_hash()?;
-            let u = ledger.add_web_user(&email, Some(id), &phc, Utc::now()).await?;
+            let u = ledger
+                .add_web_user(&email, Some(id), &phc, Utc::now())
+                .await?;
             print_account(g, &u, &pw, &format!("portal user for contractor {id}:"))
         }
         ContractorUserCmd::Reset { email } => {
@@ -158,7 +160,10 @@ async fn reset(g: &GlobalArgs, ledger: &Ledger, login: &str, contractor: bool) -
         .ok_or_else(|| {
             CliError::field(
                 if contractor { "--email" } else { "NAME" },
-                format!("no such {} {login:?}", if contractor { "portal user" } else { "admin" }),
+                format!(
+                    "no such {} {login:?}",
+                    if contractor { "portal user" } else { "admin" }
+                ),
             )
         })?;
     let (pw, phc) = one_time_hash()?;

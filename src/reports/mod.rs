@@ -338,7 +338,10 @@ impl Report {
 
     pub fn email_subject(&self) -> String {
         if self.kind == "test" {
-            return format!("【テスト送信】smartdesk 報告のテスト（{}）", tokyo(self.received_at));
+            return format!(
+                "【テスト送信】smartdesk 報告のテスト（{}）",
+                tokyo(self.received_at)
+            );
         }
         if self.voice_message.is_some() {
             return format!(

@@ -323,7 +323,10 @@ impl LoginPage {
     /// The login page with a fresh login CSRF token (double submit: cookie and field).
     pub fn response(&self, status: StatusCode, error: Option<&str>) -> Response {
         let csrf = token();
-        let mut r = html_page(&format!("ログイン - {}", self.title), &self.form(&csrf, error));
+        let mut r = html_page(
+            &format!("ログイン - {}", self.title),
+            &self.form(&csrf, error),
+        );
         *r.status_mut() = status;
         if let Ok(v) = format!(
             "{}={csrf}; Path={}; HttpOnly; SameSite=Strict",
@@ -338,6 +341,7 @@ impl LoginPage {
 
     /// What every login checks before looking the user up: the login form's CSRF token and
     /// the throttle. `Err` is the page to answer with.
+    #[allow(clippy::result_large_err)]
     pub fn precheck(
         &self,
         throttle: &Throttle,

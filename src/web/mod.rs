@@ -91,10 +91,7 @@ pub fn router(state: State) -> Router {
         .route("/console/app.js", get(assets::js))
         .route("/console/app.css", get(assets::css))
         .route("/portal", get(portal::index))
-        .route(
-            "/portal/login",
-            get(portal::login_page).post(portal::login),
-        )
+        .route("/portal/login", get(portal::login_page).post(portal::login))
         .route("/portal/logout", post(portal::logout))
         .route(
             "/portal/password",
@@ -111,7 +108,10 @@ pub fn router(state: State) -> Router {
         .route("/portal/{cid}/bill.csv", get(portal::bill_csv))
         .route("/portal/{cid}/bill/{month}", get(portal::bill_month))
         .route("/portal/{cid}/settings", get(portal::settings))
-        .route("/portal/{cid}/settings/channels", post(portal::save_channels))
+        .route(
+            "/portal/{cid}/settings/channels",
+            post(portal::save_channels),
+        )
         .route("/portal/{cid}/settings/test", post(portal::send_test))
         .route("/portal/{cid}/settings/hearing", post(portal::save_hearing))
         .route("/admin", get(portal::admin))

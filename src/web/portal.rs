@@ -6,6 +6,10 @@
 //! contractor) or 404 (a row not of this contractor) and are logged at warn with the user
 //! and what was asked. Bills come from [`crate::bills`], the code `smartdesk bill` runs.
 
+// Checks return the refusal page itself as their error (`Result<_, Response>`), answered at
+// once by the handler: its size does not matter on this path.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Write as _;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State as AxState};
@@ -84,10 +88,7 @@ impl FromRequestParts<State> for PortalUser {
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
         let page = parts.method == axum::http::Method::GET;
         let token = cookie(&parts.headers, COOKIE).ok_or(NotLoggedIn(page))?;
-        let session = state
-            .portal_sessions
-            .get(&token)
-            .ok_or(NotLoggedIn(page))?;
+        let session = state.portal_sessions.get(&token).ok_or(NotLoggedIn(page))?;
         Ok(PortalUser { session, token })
     }
 }
@@ -362,12 +363,20 @@ fn password_page(u: &PortalUser, status: StatusCode, msg: Option<(&str, &str)>) 
         ""
     };
     let msg = msg
-        .map(|(class, m)| format!("<p class=\"{class}\" role=\"alert\" id=\"password-msg\">{}</p>", esc(m)))
+        .map(|(class, m)| {
+            format!(
+                "<p class=\"{class}\" role=\"alert\" id=\"password-msg\">{}</p>",
+                esc(m)
+            )
+        })
         .unwrap_or_default();
     let back = if u.session.must_change {
         String::new()
     } else {
-        format!("<p><a href=\"{}\">戻る</a></p>", home(u.session.contractor_id))
+        format!(
+            "<p><a href=\"{}\">戻る</a></p>",
+            home(u.session.contractor_id)
+        )
     };
     let mut r = html_page(
         "パスワード変更 - smartdesk",
@@ -419,7 +428,11 @@ pub async fn change_password(
     let ip = peer.ip();
     let th = &state.portal_throttle;
     if !th.allowed(&u.session.login, ip) {
-        return password_page(&u, StatusCode::TOO_MANY_REQUESTS, Some(("error", auth::LOCKED_OUT)));
+        return password_page(
+            &u,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(("error", auth::LOCKED_OUT)),
+        );
     }
     let ledger = &state.daemon.ledger;
     let stored = match ledger.web_user(u.session.user_id).await {
@@ -462,7 +475,10 @@ pub async fn change_password(
         Ok(Err(e)) => return unavailable(e),
         Err(e) => return unavailable(e),
     };
-    if let Err(e) = ledger.set_web_password(u.session.user_id, &phc, false).await {
+    if let Err(e) = ledger
+        .set_web_password(u.session.user_id, &phc, false)
+        .await
+    {
         return unavailable(e);
     }
     // Other sessions of this user end; this one goes on.
@@ -481,7 +497,11 @@ pub async fn change_password(
 }
 
 pub async fn password_done(u: PortalUser) -> Response {
-    let mut r = password_page(&u, StatusCode::OK, Some(("ok", "パスワードを変更しました。")));
+    let mut r = password_page(
+        &u,
+        StatusCode::OK,
+        Some(("ok", "パスワードを変更しました。")),
+    );
     *r.status_mut() = StatusCode::OK;
     r
 }
@@ -497,14 +517,12 @@ pub struct RangeQuery {
 /// The date range asked for (inclusive days, Asia/Tokyo); default: this month so far.
 fn range(state: &State, q: &RangeQuery) -> Result<(NaiveDate, NaiveDate), Response> {
     let today = today(state);
-    let parse = |field: &str, v: &Option<String>, default: NaiveDate| match v
-        .as_deref()
-        .map(str::trim)
-    {
-        None | Some("") => Ok(default),
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map_err(|_| bad_input(field, "日付は YYYY-MM-DD で指定してください")),
-    };
+    let parse =
+        |field: &str, v: &Option<String>, default: NaiveDate| match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| bad_input(field, "日付は YYYY-MM-DD で指定してください")),
+        };
     let from = parse("from", &q.from, YearMonth::of(today).first_day())?;
     let to = parse("to", &q.to, today)?;
     if to < from {
@@ -916,11 +934,7 @@ async fn statements(
     Ok(out)
 }
 
-pub async fn bill(
-    AxState(state): AxState<State>,
-    u: PortalUser,
-    Path(cid): Path<i64>,
-) -> Response {
+pub async fn bill(AxState(state): AxState<State>, u: PortalUser, Path(cid): Path<i64>) -> Response {
     let c = match open(&state, &u, cid, "bill").await {
         Ok(c) => c,
         Err(r) => return r,
@@ -935,8 +949,8 @@ pub async fn bill(
             let st = &cur.statement;
             let elapsed = today.day();
             let days = month.days();
-            let projected_calls = (u64::from(st.calls) * u64::from(days))
-                .div_ceil(u64::from(elapsed.max(1)));
+            let projected_calls =
+                (u64::from(st.calls) * u64::from(days)).div_ceil(u64::from(elapsed.max(1)));
             let projected = match ledger.contract_history(&c).await {
                 Ok(h) => crate::billing::statement(
                     &h,
@@ -1087,12 +1101,7 @@ fn settings_body(
         .unwrap_or_default();
     let mut list = String::new();
     for ch in channels {
-        let _ = write!(
-            list,
-            "<li>{}：{}</li>",
-            esc(&ch.kind),
-            esc(&ch.target)
-        );
+        let _ = write!(list, "<li>{}：{}</li>", esc(&ch.kind), esc(&ch.target));
     }
     if list.is_empty() {
         list.push_str("<li>報告先が登録されていません</li>");
@@ -1203,7 +1212,10 @@ pub async fn settings(
     let msg = match q.done.as_deref() {
         Some("channels") => Some(("ok", "報告先を保存しました。")),
         Some("hearing") => Some(("ok", "ヒアリング項目を保存しました。")),
-        Some("test") => Some(("ok", "テスト送信を受け付けました。各報告先に届いたかご確認ください。")),
+        Some("test") => Some((
+            "ok",
+            "テスト送信を受け付けました。各報告先に届いたかご確認ください。",
+        )),
         _ => None,
     };
     settings_page(&state, &u, &c, StatusCode::OK, msg).await
@@ -1243,7 +1255,13 @@ pub async fn save_channels(
     };
     let mut new = Vec::new();
     let mut problem = None;
-    for e in f.emails.lines().map(str::trim).filter(|l| !l.is_empty()).take(20) {
+    for e in f
+        .emails
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(20)
+    {
         match reports::parse_channel("email", e, None) {
             Ok(ch) => new.push(ch),
             Err(e) => problem = problem.or(Some(("emails", e.message))),
@@ -1441,8 +1459,13 @@ pub async fn admin(AxState(state): AxState<State>, u: PortalUser) -> Response {
             .iter()
             .filter(|x| x.contractor_id == Some(c.id))
             .collect();
-        let verdict = match crate::complaints::evaluate(ledger, c.id, false, state.daemon.clock.now())
-            .await
+        let verdict = match crate::complaints::evaluate(
+            ledger,
+            c.id,
+            false,
+            state.daemon.clock.now(),
+        )
+        .await
         {
             Ok(v) => v,
             Err(e) => return unavailable(e),

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::peers::Proc;
 
-
 /// A blocking HTTP exchange with chromedriver (loopback, JSON).
 pub fn wd_http(
     port: u16,
@@ -116,7 +115,12 @@ impl Browser {
         }
     }
 
-    pub fn cmd(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    pub fn cmd(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
         let v = wd_http(
             self.port,
             method,
@@ -311,4 +315,3 @@ impl Drop for Browser {
         }
     }
 }
-

@@ -135,6 +135,6 @@ macro_rules! e2e_both {
 }
 pub mod audio;
 pub mod browser;
-pub mod receivers;
 pub mod calls;
 pub mod peers;
+pub mod receivers;

@@ -158,4 +158,3 @@ pub async fn smtp_server(fail_first: usize) -> (u16, Arc<Mutex<Vec<String>>>, Ar
     });
     (port, got, refused)
 }
-

@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use common::browser::Browser;
+use common::calls::contractor;
 use common::peers::{Daemon, OPEN};
 use common::receivers::http_server;
 use common::Env;
@@ -27,29 +28,6 @@ const ADMIN_PASSWORD: &str = "boss-new-portal-pw";
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("instant")
-}
-
-fn add_contractor(env: &Env, d: &Daemon, name: &str) -> i64 {
-    let c = d
-        .cli(
-            env,
-            &[
-                "contractor",
-                "add",
-                "--name",
-                name,
-                "--greeting",
-                &format!("はい、{name}でございます"),
-                "--plan",
-                "SD100",
-                "--start",
-                "2026-10-01",
-                "--json",
-            ],
-        )
-        .ok()
-        .json();
-    c["id"].as_i64().expect("contractor id")
 }
 
 /// Inserts a finished call; `answered` in seconds after the start, `len` its length.
@@ -176,8 +154,8 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     let mut d = Daemon::configure(&env);
     let web = d.with_web_port();
     let base = format!("http://127.0.0.1:{web}");
-    let a = add_contractor(&env, &d, "株式会社ABC");
-    let b_id = add_contractor(&env, &d, "有限会社XYZ");
+    let a = contractor(&env, &d, "株式会社ABC", "2026-10-01", None);
+    let b_id = contractor(&env, &d, "有限会社XYZ", "2026-10-01", None);
     let l = env.ledger().await;
 
     // A: October (a past month) and November (this month: the daemon's clock is OPEN,

@@ -160,34 +160,15 @@ impl Ledger {
         payload: &serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<usize, LedgerError> {
-        let mut queued = 0;
-        on_pool!(self, |p| {
-            let mut tx = p.begin().await?;
-            let channels: Vec<(i64, String, String)> = sqlx::query_as(
-                "SELECT id, kind, target FROM report_channels
-                 WHERE contractor_id = $1 AND removed_at IS NULL ORDER BY id",
-            )
-            .bind(contractor_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (channel_id, kind, target) in channels {
-                let key = idempotency_key("message", call_id, channel_id);
-                queued += sqlx::query(INSERT_MESSAGE_REPORT)
-                    .bind(contractor_id)
-                    .bind(call_id)
-                    .bind(channel_id)
-                    .bind(&kind)
-                    .bind(&target)
-                    .bind(payload.to_string())
-                    .bind(&key)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected() as usize;
-            }
-            tx.commit().await?;
-        });
-        Ok(queued)
+        self.queue_for_live_channels(
+            contractor_id,
+            Some(call_id),
+            "message",
+            call_id,
+            payload,
+            at,
+        )
+        .await
     }
 
     /// Queues a test report (kind `test`, "send test report" in the portal) for every live
@@ -197,6 +178,21 @@ impl Ledger {
         &self,
         contractor_id: i64,
         test_id: i64,
+        payload: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<usize, LedgerError> {
+        self.queue_for_live_channels(contractor_id, None, "test", test_id, payload, at)
+            .await
+    }
+
+    /// One outbox row of report `report_kind` / `report_id` per live channel of the
+    /// contractor, in one transaction; a row already queued (same key) is left alone.
+    async fn queue_for_live_channels(
+        &self,
+        contractor_id: i64,
+        call_id: Option<i64>,
+        report_kind: &str,
+        report_id: i64,
         payload: &serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<usize, LedgerError> {
@@ -215,15 +211,17 @@ impl Ledger {
                     "INSERT INTO outbox (contractor_id, record_id, call_id, channel_id, channel_kind,
                          target, payload, idempotency_key, report_kind, state, attempts,
                          next_attempt_at, created_at)
-                     VALUES ($1, NULL, NULL, $2, $3, $4, $5, $6, 'test', 'pending', 0, $7, $7)
+                     VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)
                      ON CONFLICT (idempotency_key) DO NOTHING",
                 )
                 .bind(contractor_id)
+                .bind(call_id)
                 .bind(channel_id)
                 .bind(&kind)
                 .bind(&target)
                 .bind(payload.to_string())
-                .bind(idempotency_key("test", test_id, channel_id))
+                .bind(idempotency_key(report_kind, report_id, channel_id))
+                .bind(report_kind)
                 .bind(at)
                 .execute(&mut *tx)
                 .await?

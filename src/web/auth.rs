@@ -371,6 +371,46 @@ impl LoginPage {
         )
     }
 
+    /// The whole check of a login form: CSRF pair, throttle, `lookup` (the user and its
+    /// stored PHC string, if any), password (timing the same for unknown users). `Err` is
+    /// the page to answer with; a failure is counted and logged.
+    #[allow(clippy::result_large_err, clippy::too_many_arguments)]
+    pub async fn authenticate<T>(
+        &self,
+        throttle: &Throttle,
+        headers: &HeaderMap,
+        form_csrf: &str,
+        name: &str,
+        ip: IpAddr,
+        password: String,
+        lookup: impl std::future::Future<
+            Output = Result<Option<(T, Option<String>)>, crate::ledger::LedgerError>,
+        >,
+    ) -> Result<T, Response> {
+        self.precheck(throttle, headers, form_csrf, name, ip)?;
+        let found = match lookup.await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "{} login: ledger unavailable", self.surface);
+                return Err(self.unavailable());
+            }
+        };
+        let (who, phc) = match found {
+            Some((who, phc)) => (Some(who), phc),
+            None => (None, None),
+        };
+        // Verified even for unknown users (against a dummy hash): the answer time does not
+        // tell which names exist.
+        let ok = verify_password(password, phc).await;
+        match who {
+            Some(w) if ok => {
+                throttle.succeeded(name);
+                Ok(w)
+            }
+            _ => Err(self.failed(throttle, name, ip)),
+        }
+    }
+
     /// A failed login: counted, logged, answered.
     pub fn failed(&self, throttle: &Throttle, name: &str, ip: IpAddr) -> Response {
         throttle.failed(name, ip);
@@ -437,22 +477,29 @@ pub async fn login(
     let ip = peer.ip();
     let name: String = f.seat.trim().chars().take(64).collect();
     let page = &CONSOLE_LOGIN;
-    if let Err(r) = page.precheck(&state.throttle, &headers, &f.csrf, &name, ip) {
-        return r;
-    }
-    let seat = match state.daemon.ledger.seat_by_name(&name).await {
+    let ledger = &state.daemon.ledger;
+    let lookup = async {
+        let seat = ledger.seat_by_name(&name).await?;
+        Ok(seat.map(|s| {
+            let phc = s.web_password.clone();
+            (s, phc)
+        }))
+    };
+    let seat = match page
+        .authenticate(
+            &state.throttle,
+            &headers,
+            &f.csrf,
+            &name,
+            ip,
+            f.password,
+            lookup,
+        )
+        .await
+    {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "console login: ledger unavailable");
-            return page.unavailable();
-        }
+        Err(r) => return r,
     };
-    let phc = seat.as_ref().and_then(|s| s.web_password.clone());
-    let seat = match seat {
-        Some(s) if verify_password(f.password, phc).await => s,
-        _ => return page.failed(&state.throttle, &name, ip),
-    };
-    state.throttle.succeeded(&name);
     let t = state.sessions.create(SeatLogin {
         seat_id: seat.id,
         seat: seat.name.clone(),

@@ -12,6 +12,16 @@
 
 use std::fmt::Write as _;
 
+/// The value, or the refusal page returned from the handler.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State as AxState};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -265,6 +275,21 @@ async fn contractor(state: &State, cid: i64) -> Result<Contractor, Response> {
     }
 }
 
+/// [`open`] for a form post: also checks the session's CSRF token.
+async fn open_post(
+    state: &State,
+    u: &PortalUser,
+    cid: i64,
+    what: &str,
+    csrf: &str,
+) -> Result<Contractor, Response> {
+    let c = open(state, u, cid, what).await?;
+    if !u.csrf_ok(csrf) {
+        return Err((StatusCode::FORBIDDEN, "CSRF token mismatch").into_response());
+    }
+    Ok(c)
+}
+
 /// Access check and the contractor of the path.
 async fn open(state: &State, u: &PortalUser, cid: i64, what: &str) -> Result<Contractor, Response> {
     u.allow(cid, what)?;
@@ -296,22 +321,26 @@ pub async fn login(
     let ip = peer.ip();
     let name: String = f.email.trim().to_lowercase().chars().take(254).collect();
     let pg = &PORTAL_LOGIN;
-    if let Err(r) = pg.precheck(&state.portal_throttle, &headers, &f.csrf, &name, ip) {
-        return r;
-    }
-    let user = match state.daemon.ledger.web_user_by_login(&name).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::error!(error = %e, "portal login: ledger unavailable");
-            return pg.unavailable();
-        }
+    let ledger = &state.daemon.ledger;
+    let lookup = async {
+        let user = ledger.web_user_by_login(&name).await?;
+        Ok(user.map(|u| {
+            let phc = Some(u.password.clone());
+            (u, phc)
+        }))
     };
-    let phc = user.as_ref().map(|u| u.password.clone());
-    let user = match user {
-        Some(u) if verify_password(f.password, phc).await => u,
-        _ => return pg.failed(&state.portal_throttle, &name, ip),
-    };
-    state.portal_throttle.succeeded(&name);
+    let user = tri!(
+        pg.authenticate(
+            &state.portal_throttle,
+            &headers,
+            &f.csrf,
+            &name,
+            ip,
+            f.password,
+            lookup
+        )
+        .await
+    );
     let t = state.portal_sessions.create(PortalLogin {
         user_id: user.id,
         login: user.login.clone(),
@@ -573,14 +602,8 @@ pub async fn calls(
     Path(cid): Path<i64>,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "calls").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (from, to, calls) = match calls_in(&state, cid, &q).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let c = tri!(open(&state, &u, cid, "calls").await);
+    let (from, to, calls) = tri!(calls_in(&state, cid, &q).await);
     let mut rows = String::new();
     for call in calls.iter().rev() {
         let (wait, talk) = wait_and_talk(call);
@@ -649,10 +672,7 @@ pub async fn calls_csv(
     if let Err(r) = open(&state, &u, cid, "calls.csv").await {
         return r;
     }
-    let (from, to, calls) = match calls_in(&state, cid, &q).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (from, to, calls) = tri!(calls_in(&state, cid, &q).await);
     let mut out = String::from("call_id,started_at_jst,caller,outcome,billable,wait_s,talk_s\n");
     for call in &calls {
         let (wait, talk) = wait_and_talk(call);
@@ -676,10 +696,7 @@ pub async fn call(
     u: PortalUser,
     Path((cid, id)): Path<(i64, i64)>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "call").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = tri!(open(&state, &u, cid, "call").await);
     let ledger = &state.daemon.ledger;
     let call = match ledger.call_by_id(id).await {
         Ok(Some(call)) if call.contractor_id == Some(cid) => call,
@@ -783,14 +800,8 @@ pub async fn records(
     Path(cid): Path<i64>,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "records").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (from, to) = match range(&state, &q) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let c = tri!(open(&state, &u, cid, "records").await);
+    let (from, to) = tri!(range(&state, &q));
     let Some((a, b)) = bounds(from, to) else {
         return bad_input("from", "範囲外の日付です");
     };
@@ -842,10 +853,7 @@ pub async fn record(
     u: PortalUser,
     Path((cid, id)): Path<(i64, i64)>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "record").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = tri!(open(&state, &u, cid, "record").await);
     let list = match state
         .daemon
         .ledger
@@ -935,10 +943,7 @@ async fn statements(
 }
 
 pub async fn bill(AxState(state): AxState<State>, u: PortalUser, Path(cid): Path<i64>) -> Response {
-    let c = match open(&state, &u, cid, "bill").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = tri!(open(&state, &u, cid, "bill").await);
     let today = today(&state);
     let month = YearMonth::of(today);
     let ledger = &state.daemon.ledger;
@@ -987,10 +992,7 @@ pub async fn bill(AxState(state): AxState<State>, u: PortalUser, Path(cid): Path
         Err(e) => return unavailable(e),
     }
     let past = match month.prev() {
-        Some(p) => match statements(&state, &c, p).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        },
+        Some(p) => tri!(statements(&state, &c, p).await),
         None => Vec::new(),
     };
     let mut rows = String::new();
@@ -1019,10 +1021,7 @@ pub async fn bill_month(
     u: PortalUser,
     Path((cid, month)): Path<(i64, String)>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "bill").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = tri!(open(&state, &u, cid, "bill").await);
     let Ok(m) = month.parse::<YearMonth>() else {
         return bad_input("month", "YYYY-MM で指定してください");
     };
@@ -1054,17 +1053,11 @@ pub async fn bill_csv(
     u: PortalUser,
     Path(cid): Path<i64>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "bill.csv").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = tri!(open(&state, &u, cid, "bill.csv").await);
     let Some(last) = YearMonth::of(today(&state)).prev() else {
         return bad_input("month", "範囲外です");
     };
-    let past = match statements(&state, &c, last).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let past = tri!(statements(&state, &c, last).await);
     let mut out = format!("{}\n", Statement::csv_header());
     for st in past.iter().rev() {
         let _ = writeln!(out, "{}", st.csv_row(&c.id.to_string(), &c.name));
@@ -1205,10 +1198,7 @@ pub async fn settings(
     Path(cid): Path<i64>,
     Query(q): Query<MsgQuery>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "settings").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = tri!(open(&state, &u, cid, "settings").await);
     let msg = match q.done.as_deref() {
         Some("channels") => Some(("ok", "報告先を保存しました。")),
         Some("hearing") => Some(("ok", "ヒアリング項目を保存しました。")),
@@ -1241,13 +1231,7 @@ pub async fn save_channels(
     Path(cid): Path<i64>,
     Form(f): Form<ChannelsForm>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "settings").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !u.csrf_ok(&f.csrf) {
-        return (StatusCode::FORBIDDEN, "CSRF token mismatch").into_response();
-    }
+    let c = tri!(open_post(&state, &u, cid, "settings", &f.csrf).await);
     let ledger = &state.daemon.ledger;
     let existing = match ledger.report_channels(cid).await {
         Ok(x) => x,
@@ -1329,13 +1313,7 @@ pub async fn send_test(
     Path(cid): Path<i64>,
     Form(f): Form<auth::CsrfForm>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "settings").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !u.csrf_ok(&f.csrf) {
-        return (StatusCode::FORBIDDEN, "CSRF token mismatch").into_response();
-    }
+    let c = tri!(open_post(&state, &u, cid, "settings", &f.csrf).await);
     let now = state.daemon.clock.now();
     let report = Report::test(cid, &c.name, &u.session.login, now);
     let payload = match serde_json::to_value(&report) {
@@ -1382,13 +1360,7 @@ pub async fn save_hearing(
     Path(cid): Path<i64>,
     Form(f): Form<HearingForm>,
 ) -> Response {
-    let c = match open(&state, &u, cid, "settings").await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !u.csrf_ok(&f.csrf) {
-        return (StatusCode::FORBIDDEN, "CSRF token mismatch").into_response();
-    }
+    let c = tri!(open_post(&state, &u, cid, "settings", &f.csrf).await);
     let items: Vec<String> = f
         .items
         .lines()

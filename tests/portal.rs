@@ -617,3 +617,216 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     assert_eq!(d.stop(), Some(0), "{}", d.log_text());
     l.close().await;
 });
+
+/// The CSRF field of a page's form.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf field")
+        .to_owned()
+}
+
+/// The portal session token a response sets.
+fn session_of(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("sd_portal="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+/// The login form's CSRF pair (cookie, field) from `GET /portal/login`.
+async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
+    let r = http
+        .get(format!("{base}/portal/login"))
+        .send()
+        .await
+        .expect("login page");
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("login cookie")
+        .to_owned();
+    let page = r.text().await.expect("html");
+    let csrf = csrf_of(&page);
+    (cookie, csrf)
+}
+
+/// Logs in over HTTP; the portal session token, or the refusal's status.
+async fn http_login(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    pw: &str,
+) -> Result<String, u16> {
+    let (cookie, csrf) = login_form(http, base).await;
+    let r = http
+        .post(format!("{base}/portal/login"))
+        .header("cookie", &cookie)
+        .form(&[("email", user), ("password", pw), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    if r.status() != 303 {
+        return Err(r.status().as_u16());
+    }
+    Ok(session_of(&r).expect("session cookie"))
+}
+
+// Without a session nothing opens; the one-time password opens only the password page;
+// a password change needs the current password and ends the user's other sessions.
+e2e_both!(portal_refuses_what_it_must, |env| {
+    let mut d = Daemon::configure(&env);
+    let web = d.with_web_port();
+    let base = format!("http://127.0.0.1:{web}");
+    let a = contractor(&env, &d, "株式会社ABC", "2026-10-01", None);
+    let otp = d
+        .cli(
+            &env,
+            &[
+                "contractor",
+                "user",
+                "add",
+                &a.to_string(),
+                "--email",
+                "a@abc.example.jp",
+                "--json",
+            ],
+        )
+        .ok()
+        .json()["one_time_password"]
+        .as_str()
+        .expect("otp")
+        .to_owned();
+    d.start(&env, OPEN);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // No session: pages go to the login, anything else is 401.
+    let r = http
+        .get(format!("{base}/portal/{a}/calls"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        (r.status().as_u16(), r.headers()["location"].to_str().ok()),
+        (303, Some("/portal/login"))
+    );
+    let r = http
+        .post(format!("{base}/portal/{a}/settings/test"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401);
+    // A forged login form token is refused before the password is looked at.
+    let (cookie, _) = login_form(&http, &base).await;
+    let r = http
+        .post(format!("{base}/portal/login"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("email", "a@abc.example.jp"),
+            ("password", otp.as_str()),
+            ("csrf", "forged"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+
+    // The one-time password opens only the password page.
+    let s1 = http_login(&http, &base, "A@ABC.example.jp", &otp)
+        .await
+        .expect("login");
+    let (st, _) = get(&http, &format!("{base}/portal/{a}/calls"), &s1).await;
+    assert_eq!(st, 303, "must change the password first");
+    let s2 = http_login(&http, &base, "a@abc.example.jp", &otp)
+        .await
+        .expect("second session");
+    let change = |session: String, current: &str, new: &str, confirm: &str| {
+        let (current, new, confirm) = (current.to_owned(), new.to_owned(), confirm.to_owned());
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let page = http
+                .get(format!("{base}/portal/password"))
+                .header("cookie", format!("sd_portal={session}"))
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("html");
+            let csrf = csrf_of(&page);
+            http.post(format!("{base}/portal/password"))
+                .header("cookie", format!("sd_portal={session}"))
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("current", current.as_str()),
+                    ("new", new.as_str()),
+                    ("confirm", confirm.as_str()),
+                ])
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    assert_eq!(
+        change(
+            s1.clone(),
+            "not-the-password",
+            "brand-new-pw-1",
+            "brand-new-pw-1"
+        )
+        .await
+        .status(),
+        401
+    );
+    assert_eq!(
+        change(s1.clone(), &otp, "short", "short").await.status(),
+        400
+    );
+    assert_eq!(
+        change(s1.clone(), &otp, "brand-new-pw-1", "different-pw-1")
+            .await
+            .status(),
+        400
+    );
+    let ok = change(s1.clone(), &otp, "brand-new-pw-1", "brand-new-pw-1").await;
+    assert_eq!(ok.status(), 303);
+    let s1 = session_of(&ok).expect("renewed session");
+    let (st, _) = get(&http, &format!("{base}/portal/{a}/calls"), &s1).await;
+    assert_eq!(st, 200);
+    let (st, _) = get(&http, &format!("{base}/portal/{a}/calls"), &s2).await;
+    assert_eq!(st, 303, "the other session ended with the password change");
+    assert_eq!(
+        http_login(&http, &base, "a@abc.example.jp", &otp).await,
+        Err(401)
+    );
+    assert!(
+        http_login(&http, &base, "a@abc.example.jp", "brand-new-pw-1")
+            .await
+            .is_ok()
+    );
+    // Bad input names its field.
+    let (st, body) = get(
+        &http,
+        &format!("{base}/portal/{a}/calls?from=2026-11-10&to=2026-11-01"),
+        &s1,
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&body).contains("to: "));
+    let log = d.log_text();
+    assert!(
+        !log.contains(&otp) && !log.contains("brand-new-pw-1"),
+        "no passwords in the log"
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.log_text());
+});

@@ -41,6 +41,8 @@ use crate::reports::{self, category_label, display_number, Report};
 const COOKIE: &str = "sd_portal";
 /// Longest date range of the call log (and its CSV): a year.
 const MAX_RANGE_DAYS: i64 = 366;
+/// Calls listed on one call-log page at most (the CSV has every call of the range).
+const MAX_ROWS_SHOWN: usize = 2000;
 /// Past statements listed at most (ten years).
 const MAX_STATEMENTS: usize = 120;
 /// Largest recording served (a message is minutes of 8 kHz audio: well under this).
@@ -605,7 +607,7 @@ pub async fn calls(
     let c = tri!(open(&state, &u, cid, "calls").await);
     let (from, to, calls) = tri!(calls_in(&state, cid, &q).await);
     let mut rows = String::new();
-    for call in calls.iter().rev() {
+    for call in calls.iter().rev().take(MAX_ROWS_SHOWN) {
         let (wait, talk) = wait_and_talk(call);
         let _ = write!(
             rows,
@@ -627,8 +629,13 @@ pub async fn calls(
          （請求対象 <span id=\"calls-billable\">{billable}</span>件）\
          <a id=\"calls-csv\" href=\"/portal/{cid}/calls.csv?from={from}&amp;to={to}\" download>CSVダウンロード</a></p>\
          <div class=\"scroll\"><table id=\"calls-table\"><thead><tr><th>着信日時</th><th>発信者番号</th>\
-         <th>結果</th><th>請求</th><th>待ち時間</th><th>通話時間</th></tr></thead><tbody>{rows}</tbody></table></div>",
+         <th>結果</th><th>請求</th><th>待ち時間</th><th>通話時間</th></tr></thead><tbody>{rows}</tbody></table></div>{more}",
         form = range_form(&format!("/portal/{cid}/calls"), from, to),
+        more = if calls.len() > MAX_ROWS_SHOWN {
+            format!("<p class=\"note\">新しい順に{MAX_ROWS_SHOWN}件を表示しています。すべての通話はCSVでご覧ください。</p>")
+        } else {
+            String::new()
+        },
         n = calls.len(),
     );
     page(&u, &c, "通話ログ", &body)

@@ -464,25 +464,7 @@ async fn console_refuses_what_it_must() {
         .build()
         .expect("client");
     // The login form's CSRF pair.
-    let form = http
-        .get(format!("{base}/console/login"))
-        .send()
-        .await
-        .expect("login page");
-    let cookie = form
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("login cookie")
-        .to_owned();
-    let page = form.text().await.expect("html");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf field")
-        .to_owned();
+    let (cookie, csrf) = common::web::login_form(&http, &format!("{base}/console/login")).await;
     let login = |pw: &str, token: &str| {
         http.post(format!("{base}/console/login"))
             .header("cookie", &cookie)

@@ -18,6 +18,7 @@ use common::browser::Browser;
 use common::calls::contractor;
 use common::peers::{Daemon, OPEN};
 use common::receivers::http_server;
+use common::web::{csrf_of, login_form};
 use common::Env;
 use smartdesk::billing::format_yen;
 use smartdesk::ledger::{Ledger, NewCall, NewFirstResponse, NewVoiceMessage};
@@ -618,15 +619,6 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     l.close().await;
 });
 
-/// The CSRF field of a page's form.
-fn csrf_of(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf field")
-        .to_owned()
-}
-
 /// The portal session token a response sets.
 fn session_of(r: &reqwest::Response) -> Option<String> {
     r.headers()
@@ -638,25 +630,6 @@ fn session_of(r: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The login form's CSRF pair (cookie, field) from `GET /portal/login`.
-async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
-    let r = http
-        .get(format!("{base}/portal/login"))
-        .send()
-        .await
-        .expect("login page");
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("login cookie")
-        .to_owned();
-    let page = r.text().await.expect("html");
-    let csrf = csrf_of(&page);
-    (cookie, csrf)
-}
-
 /// Logs in over HTTP; the portal session token, or the refusal's status.
 async fn http_login(
     http: &reqwest::Client,
@@ -664,7 +637,7 @@ async fn http_login(
     user: &str,
     pw: &str,
 ) -> Result<String, u16> {
-    let (cookie, csrf) = login_form(http, base).await;
+    let (cookie, csrf) = login_form(http, &format!("{base}/portal/login")).await;
     let r = http
         .post(format!("{base}/portal/login"))
         .header("cookie", &cookie)
@@ -726,7 +699,7 @@ e2e_both!(portal_refuses_what_it_must, |env| {
         .expect("post");
     assert_eq!(r.status(), 401);
     // A forged login form token is refused before the password is looked at.
-    let (cookie, _) = login_form(&http, &base).await;
+    let (cookie, _) = login_form(&http, &format!("{base}/portal/login")).await;
     let r = http
         .post(format!("{base}/portal/login"))
         .header("cookie", &cookie)

@@ -138,3 +138,4 @@ pub mod browser;
 pub mod calls;
 pub mod peers;
 pub mod receivers;
+pub mod web;

@@ -6,6 +6,7 @@
 
 pub mod acd;
 pub mod billing;
+pub mod bills;
 pub mod cli;
 pub mod complaints;
 pub mod config;

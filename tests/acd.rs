@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::calls::{carrier_as, login_as};
+use common::calls::{carrier_as, contractor, login_as};
 use common::peers::{free_udp_port, scenario, sipp, sipp_trace, Daemon, Proc, OPEN};
 use common::Env;
 
@@ -27,32 +27,6 @@ fn configure(env: &Env, extra: &str) -> Daemon {
     cfg.push_str(extra);
     std::fs::write(&d.config, cfg).expect("config");
     d
-}
-
-fn contractor(env: &Env, d: &Daemon, name: &str, number: &str) -> i64 {
-    let c = d
-        .cli(
-            env,
-            &[
-                "contractor",
-                "add",
-                "--name",
-                name,
-                "--greeting",
-                "お電話ありがとうございます。",
-                "--plan",
-                "SD100",
-                "--start",
-                "2026-11-01",
-                "--json",
-            ],
-        )
-        .ok()
-        .json();
-    let id = c["id"].as_i64().expect("contractor id");
-    d.cli(env, &["number", "assign", &id.to_string(), number])
-        .ok();
-    id
 }
 
 /// A SIPp phone for seat `name` running `scenario_file` for up to `calls` calls, logged in
@@ -152,8 +126,8 @@ e2e_both!(
     fair_distribution_across_seats_that_ignore_refuse_and_answer,
     |env| {
         let mut d = configure(&env, "");
-        let a = contractor(&env, &d, "株式会社ABC", NUMBER_A);
-        let b = contractor(&env, &d, "有限会社XYZ", NUMBER_B);
+        let a = contractor(&env, &d, "株式会社ABC", "2026-11-01", Some(NUMBER_A));
+        let b = contractor(&env, &d, "有限会社XYZ", "2026-11-01", Some(NUMBER_B));
         // Added in this order, so the never-used tie (lowest id first) rings the difficult seats
         // first.
         for s in ["quiet", "refuser", "decliner", "taker"] {
@@ -225,7 +199,7 @@ e2e_both!(
     a_seat_that_never_answers_is_skipped_and_then_paused,
     |env| {
         let mut d = configure(&env, "");
-        contractor(&env, &d, "株式会社ABC", NUMBER_A);
+        contractor(&env, &d, "株式会社ABC", "2026-11-01", Some(NUMBER_A));
         for s in ["quiet", "taker"] {
             d.cli(&env, &["seat", "add", s, "--password", PASSWORD])
                 .ok();
@@ -261,7 +235,7 @@ e2e_both!(
 
 e2e_both!(a_caller_who_gives_up_in_the_queue_is_abandoned, |env| {
     let mut d = configure(&env, "");
-    contractor(&env, &d, "株式会社ABC", NUMBER_A);
+    contractor(&env, &d, "株式会社ABC", "2026-11-01", Some(NUMBER_A));
     d.cli(&env, &["seat", "add", "taker", "--password", PASSWORD])
         .ok();
     d.start(&env, OPEN);
@@ -309,7 +283,7 @@ e2e_both!(overflow_takes_a_message_recorded_from_real_rtp, |env| {
         1,
     );
     std::fs::write(&d.config, cfg).expect("config");
-    let id = contractor(&env, &d, "株式会社ABC", NUMBER_A);
+    let id = contractor(&env, &d, "株式会社ABC", "2026-11-01", Some(NUMBER_A));
     // The contractor's webhook: the message is reported like a first-response record.
     let (hook_port, hook) = webhook_receiver();
     d.cli(
@@ -460,7 +434,7 @@ fn queue_now(env: &Env, d: &Daemon) -> serde_json::Value {
 async fn seat_pause_resume_reset_and_queue_from_the_cli() {
     let env = Env::new(common::Db::Sqlite).await;
     let mut d = configure(&env, "");
-    contractor(&env, &d, "株式会社ABC", NUMBER_A);
+    contractor(&env, &d, "株式会社ABC", "2026-11-01", Some(NUMBER_A));
     d.cli(&env, &["seat", "add", "taker", "--password", PASSWORD])
         .ok();
     // No daemon: the live commands say so (exit 3).

@@ -44,7 +44,7 @@ need_pkg baresip baresip   # a real softphone seat (tests/call_path.rs)
 need_pkg sox sox           # test audio: fax tone, DTMF, speech (tests/call_rules.rs)
 need_pkg svmap sipvicious   # SIPVicious scanners against the daemon (tests/security.rs)
 need_pkg systemd-analyze systemd   # `systemd-analyze verify` of the unit (tests/operations.rs)
-need_pkg chromium chromium               # the operator console in a real browser (tests/console.rs)
+need_pkg chromium chromium               # the console and portal in a real browser (tests/console.rs, tests/portal.rs)
 need_pkg chromedriver chromium-driver    # WebDriver for it
 need_pkg runuser util-linux   # a private PostgreSQL cluster as user postgres (tests/storage_faults.rs)
 need_pkg mount mount           # a small tmpfs for SQLite on a full disk (tests/storage_faults.rs)

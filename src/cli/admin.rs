@@ -1,6 +1,6 @@
 //! Contractor, number, seat, calls and hours commands.
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use serde::Serialize;
 
 use super::{
@@ -422,7 +422,9 @@ pub(crate) async fn contractor(
                 println!("contractor {id} resumed");
             }
         }
-        ContractorCmd::Channels(_) | ContractorCmd::HearingItems { .. } => {
+        ContractorCmd::Channels(_)
+        | ContractorCmd::HearingItems { .. }
+        | ContractorCmd::User(_) => {
             unreachable!("dispatched in cli::dispatch_db")
         }
     }
@@ -807,22 +809,12 @@ pub(crate) async fn seat(g: &GlobalArgs, cfg: &Config, ledger: &Ledger, cmd: Sea
 pub(crate) fn month_bounds(
     m: YearMonth,
 ) -> CliResult<(chrono::DateTime<Utc>, chrono::DateTime<Utc>)> {
-    let next = m
-        .next()
-        .ok_or_else(|| CliError::field("--month", "out of range"))?;
-    Ok((
-        tokyo_midnight("--month", m.first_day())?,
-        tokyo_midnight("--month", next.first_day())?,
-    ))
+    crate::bills::month_bounds(m).ok_or_else(|| CliError::field("--month", "out of range"))
 }
 
 /// The instant (UTC) a day begins in Asia/Tokyo; `field` names the input on error.
 fn tokyo_midnight(field: &str, d: chrono::NaiveDate) -> CliResult<chrono::DateTime<Utc>> {
-    chrono_tz::Asia::Tokyo
-        .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| CliError::field(field, "out of range"))
+    crate::bills::tokyo_midnight(d).ok_or_else(|| CliError::field(field, "out of range"))
 }
 
 pub(crate) async fn calls(g: &GlobalArgs, ledger: &Ledger, a: &CallsArgs) -> CliResult {

@@ -9,6 +9,7 @@ mod admin;
 mod live;
 mod money;
 mod records;
+mod web_users;
 
 use std::path::PathBuf;
 
@@ -92,6 +93,9 @@ pub enum Command {
     /// The report outbox: failed reports and retrying them.
     #[command(subcommand)]
     Reports(records::ReportsCmd),
+    /// Admin accounts of the web admin view (/admin).
+    #[command(subcommand)]
+    Admin(web_users::AdminCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +188,9 @@ pub enum ContractorCmd {
     /// Where reports go: with no flag, list; with flags, replace the channels
     /// (e.g. `--email a@b --webhook URL --webhook-secret S --slack URL`).
     Channels(records::ChannelsArgs),
+    /// Portal logins (contractor portal at /portal): `user add ID --email EMAIL`.
+    #[command(subcommand)]
+    User(web_users::ContractorUserCmd),
     /// Replace the hearing items (questions the operator asks when the contract has the
     /// hearing option).
     HearingItems {
@@ -475,6 +482,10 @@ async fn dispatch_db(g: &GlobalArgs, cmd: Command) -> CliResult {
         Command::Contractor(ContractorCmd::HearingItems { id, items }) => {
             admin::hearing_items(g, &ledger, &id, &items).await
         }
+        Command::Contractor(ContractorCmd::User(c)) => {
+            web_users::contractor_user(g, &ledger, c).await
+        }
+        Command::Admin(c) => web_users::admin(g, &ledger, c).await,
         Command::Contractor(c) => admin::contractor(g, &cfg, &ledger, c).await,
         Command::Records(a) => records::records(g, &cfg, &ledger, a).await,
         Command::Reports(c) => records::reports_cmd(g, &ledger, c).await,

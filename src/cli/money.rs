@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use clap::Args;
-use serde::Serialize;
 
-use super::admin::{month_bounds, parse_month, parse_plan};
+use super::admin::{parse_month, parse_plan};
 use super::{parse_date, parse_id, print_json, CliError, CliResult, GlobalArgs};
 use crate::billing::{statement, BillingError, Statement, Usage, YearMonth};
+use crate::bills::{ContractorStatement, StatementError};
 use crate::contract::{self, ContractHistory};
 use crate::ledger::{Contractor, Ledger};
 
@@ -107,42 +107,21 @@ pub(crate) fn quote(g: &GlobalArgs, a: &QuoteArgs) -> CliResult {
     }
 }
 
-/// One contractor's statement as `bill --json` prints it.
-#[derive(Debug, Serialize)]
-pub struct ContractorStatement {
-    pub contractor_id: i64,
-    pub contractor_name: String,
-    #[serde(flatten)]
-    pub statement: Statement,
-}
-
-/// The statement of one contractor for one month, from the ledger; `None` when the
-/// contract does not cover the month.
-pub async fn contractor_statement(
+/// The statement of one contractor for one month, from the ledger (the library's, shared
+/// with the portal); `None` when the contract does not cover the month.
+async fn contractor_statement(
     ledger: &Ledger,
     c: &Contractor,
     month: YearMonth,
     paid_on: Option<chrono::NaiveDate>,
 ) -> CliResult<Option<ContractorStatement>> {
-    let contractor_id = c.id;
-    let h = ledger.contract_history(c).await?;
-    let (from, to) = month_bounds(month)?;
-    let counts = ledger.billable_counts(contractor_id, from, to).await?;
-    let usage = Usage {
-        billable_calls: counts.iter().map(|c| c.count).sum(),
-        by_outcome: counts.into_iter().map(|c| (c.outcome, c.count)).collect(),
-    };
-    match statement(&h, month, &usage, paid_on) {
-        Ok(statement) => Ok(Some(ContractorStatement {
-            contractor_id,
-            contractor_name: c.name.clone(),
-            statement,
-        })),
-        Err(BillingError::MonthBeforeStart { .. } | BillingError::MonthAfterEnd { .. }) => Ok(None),
-        Err(e) => Err(CliError::Other(anyhow::anyhow!(
-            "contractor {contractor_id}: {e}"
-        ))),
-    }
+    crate::bills::contractor_statement(ledger, c, month, paid_on)
+        .await
+        .map_err(|e| match e {
+            StatementError::Ledger(l) => l.into(),
+            StatementError::OutOfRange => CliError::field("--month", "out of range"),
+            other => CliError::Other(anyhow::anyhow!("{other}")),
+        })
 }
 
 pub(crate) async fn bill(g: &GlobalArgs, ledger: &Ledger, a: &BillArgs) -> CliResult {

@@ -17,6 +17,7 @@ mod registrations;
 mod reports;
 mod seats;
 pub mod spool;
+mod web_users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub use reports::{
 };
 pub use seats::{NewSeat, Seat};
 pub use spool::{Spool, SpoolBacklog, SpoolError};
+pub use web_users::{WebUser, ROLE_ADMIN, ROLE_CONTRACTOR};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -107,4 +107,35 @@ impl Ledger {
         .await?);
         Ok(rows)
     }
+
+    /// The voice message of call row `call_id`, with its contractor.
+    pub async fn voice_message(&self, call_id: i64) -> Result<Option<VoiceMessage>, LedgerError> {
+        Ok(on_pool!(self, |p| sqlx::query_as(
+            "SELECT v.call_id, c.contractor_id, v.path, v.duration_ms, v.created_at
+             FROM voice_messages v JOIN calls c ON c.id = v.call_id WHERE v.call_id = $1"
+        )
+        .bind(call_id)
+        .fetch_optional(p)
+        .await?))
+    }
+
+    /// A contractor's voice messages of calls started in `[from, to)`, newest first.
+    pub async fn contractor_voice_messages(
+        &self,
+        contractor_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<VoiceMessage>, LedgerError> {
+        Ok(on_pool!(self, |p| sqlx::query_as(
+            "SELECT v.call_id, c.contractor_id, v.path, v.duration_ms, v.created_at
+             FROM voice_messages v JOIN calls c ON c.id = v.call_id
+             WHERE c.contractor_id = $1 AND c.started_at >= $2 AND c.started_at < $3
+             ORDER BY c.started_at DESC, v.call_id DESC"
+        )
+        .bind(contractor_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(p)
+        .await?))
+    }
 }

@@ -160,6 +160,42 @@ impl Ledger {
         payload: &serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<usize, LedgerError> {
+        self.queue_for_live_channels(
+            contractor_id,
+            Some(call_id),
+            "message",
+            call_id,
+            payload,
+            at,
+        )
+        .await
+    }
+
+    /// Queues a test report (kind `test`, "send test report" in the portal) for every live
+    /// channel of the contractor; `test_id` makes its idempotency keys unique. Returns how
+    /// many outbox rows were queued (0: the contractor has no channel).
+    pub async fn queue_test_report(
+        &self,
+        contractor_id: i64,
+        test_id: i64,
+        payload: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<usize, LedgerError> {
+        self.queue_for_live_channels(contractor_id, None, "test", test_id, payload, at)
+            .await
+    }
+
+    /// One outbox row of report `report_kind` / `report_id` per live channel of the
+    /// contractor, in one transaction; a row already queued (same key) is left alone.
+    async fn queue_for_live_channels(
+        &self,
+        contractor_id: i64,
+        call_id: Option<i64>,
+        report_kind: &str,
+        report_id: i64,
+        payload: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<usize, LedgerError> {
         let mut queued = 0;
         on_pool!(self, |p| {
             let mut tx = p.begin().await?;
@@ -171,23 +207,45 @@ impl Ledger {
             .fetch_all(&mut *tx)
             .await?;
             for (channel_id, kind, target) in channels {
-                let key = idempotency_key("message", call_id, channel_id);
-                queued += sqlx::query(INSERT_MESSAGE_REPORT)
-                    .bind(contractor_id)
-                    .bind(call_id)
-                    .bind(channel_id)
-                    .bind(&kind)
-                    .bind(&target)
-                    .bind(payload.to_string())
-                    .bind(&key)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected() as usize;
+                queued += sqlx::query(
+                    "INSERT INTO outbox (contractor_id, record_id, call_id, channel_id, channel_kind,
+                         target, payload, idempotency_key, report_kind, state, attempts,
+                         next_attempt_at, created_at)
+                     VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                )
+                .bind(contractor_id)
+                .bind(call_id)
+                .bind(channel_id)
+                .bind(&kind)
+                .bind(&target)
+                .bind(payload.to_string())
+                .bind(idempotency_key(report_kind, report_id, channel_id))
+                .bind(report_kind)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
             }
             tx.commit().await?;
         });
         Ok(queued)
+    }
+
+    /// The contractor's most recent outbox rows (portal settings: did the test arrive?).
+    pub async fn recent_reports(
+        &self,
+        contractor_id: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, LedgerError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE contractor_id = $1 ORDER BY id DESC LIMIT $2"
+        );
+        Ok(on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(contractor_id)
+            .bind(limit)
+            .fetch_all(p)
+            .await?))
     }
 
     /// Rows due for an attempt (pending, `next_attempt_at <= now`), oldest first.

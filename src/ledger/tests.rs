@@ -422,3 +422,74 @@ both_backends!(batched_calls_group_commit_and_orphans_close, |l| {
     assert_eq!(by_id(rows[1].0).outcome.as_deref(), Some("failed"));
     assert!(by_id(rows[1].0).billable, "still counted");
 });
+
+both_backends!(web_users_and_test_reports, |l| {
+    let now = at("2026-11-25T01:00:00Z");
+    let c = l.add_contractor(&abc(), now).await.expect("contractor");
+    let u = l
+        .add_web_user("a@abc.example.jp", Some(c.id), "$argon2id$x", now)
+        .await
+        .expect("user");
+    assert_eq!((u.role.as_str(), u.must_change), (ROLE_CONTRACTOR, true));
+    let dup = l
+        .add_web_user("a@abc.example.jp", None, "$argon2id$y", now)
+        .await;
+    assert!(matches!(dup, Err(LedgerError::Conflict(_))), "{dup:?}");
+    let no_such = l
+        .add_web_user("b@abc.example.jp", Some(9999), "$argon2id$y", now)
+        .await;
+    assert!(
+        matches!(no_such, Err(LedgerError::NotFound { .. })),
+        "{no_such:?}"
+    );
+    let admin = l
+        .add_web_user("boss", None, "$argon2id$z", now)
+        .await
+        .expect("admin");
+    assert_eq!(admin.role, ROLE_ADMIN);
+    l.set_web_password(u.id, "$argon2id$new", false)
+        .await
+        .expect("set");
+    let got = l
+        .web_user_by_login("a@abc.example.jp")
+        .await
+        .expect("get")
+        .expect("user");
+    assert_eq!(
+        (got.password.as_str(), got.must_change),
+        ("$argon2id$new", false)
+    );
+    assert_eq!(l.web_users(Some(c.id)).await.expect("list").len(), 1);
+    assert_eq!(l.web_users(None).await.expect("admins")[0].login, "boss");
+    // A test report: one outbox row per live channel, none without channels.
+    let payload = serde_json::json!({"kind": "test"});
+    assert_eq!(
+        l.queue_test_report(c.id, 1, &payload, now)
+            .await
+            .expect("queue"),
+        0
+    );
+    l.set_report_channels(
+        c.id,
+        &[NewChannel {
+            kind: "webhook".into(),
+            target: "http://127.0.0.1:9/hook".into(),
+            secret: Some("0123456789abcdef".into()),
+        }],
+        now,
+    )
+    .await
+    .expect("channels");
+    assert_eq!(
+        l.queue_test_report(c.id, 2, &payload, now)
+            .await
+            .expect("queue"),
+        1
+    );
+    let recent = l.recent_reports(c.id, 10).await.expect("recent");
+    assert_eq!(recent.len(), 1);
+    assert_eq!(
+        (recent[0].report_kind.as_str(), recent[0].call_id),
+        ("test", None)
+    );
+});

@@ -309,7 +309,40 @@ pub fn display_number(n: Option<&str>) -> String {
 }
 
 impl Report {
+    /// A test report ("send test report" in the contractor portal, issue #8 §2): proves the
+    /// channels work; goes through the same outbox and delivery as real reports.
+    pub fn test(contractor_id: i64, contractor_name: &str, by: &str, at: DateTime<Utc>) -> Report {
+        Report {
+            kind: "test".into(),
+            record_id: None,
+            version: 1,
+            supersedes: None,
+            call_id: 0,
+            contractor_id,
+            contractor_name: contractor_name.to_owned(),
+            received_at: at,
+            caller: None,
+            number: String::new(),
+            caller_name: String::new(),
+            callback_number: None,
+            callback_wanted: false,
+            purpose: "これはテスト送信です。smartdesk 契約者画面の「テスト送信」から送られました。"
+                .into(),
+            category: "other".into(),
+            hearing_answers: Vec::new(),
+            written_by: by.to_owned(),
+            written_at: at,
+            voice_message: None,
+        }
+    }
+
     pub fn email_subject(&self) -> String {
+        if self.kind == "test" {
+            return format!(
+                "【テスト送信】smartdesk 報告のテスト（{}）",
+                tokyo(self.received_at)
+            );
+        }
         if self.voice_message.is_some() {
             return format!(
                 "【伝言】お電話のご報告：{}（{}）",

@@ -1,4 +1,6 @@
-//! Console logins: sessions, CSRF tokens, login throttling.
+//! Web logins of the console, the contractor portal and the admin view: sessions, CSRF
+//! tokens, login throttling, the login page. Generic over who is logged in (a seat, a
+//! portal user), so every web surface shares one implementation.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,22 +31,35 @@ const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Throttle entries kept at most (a flood of addresses cannot grow memory without bound).
 const MAX_THROTTLE_KEYS: usize = 100_000;
 
-/// A logged-in operator.
+/// Who a console session belongs to.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub struct SeatLogin {
     pub seat_id: i64,
     pub seat: String,
+}
+
+/// A login session of `P` (a seat, a portal user); derefs to `P`.
+#[derive(Debug, Clone)]
+pub struct Session<P> {
+    pub who: P,
     pub csrf: String,
     created: Instant,
     last_seen: Instant,
 }
 
-pub struct Sessions {
-    idle: Duration,
-    map: Mutex<HashMap<String, Session>>,
+impl<P> std::ops::Deref for Session<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.who
+    }
 }
 
-fn token() -> String {
+pub struct Sessions<P> {
+    idle: Duration,
+    map: Mutex<HashMap<String, Session<P>>>,
+}
+
+pub fn token() -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
     hex::encode(b)
@@ -59,20 +74,20 @@ pub fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-impl Sessions {
-    pub fn new(idle: Duration) -> Sessions {
+impl<P: Clone> Sessions<P> {
+    pub fn new(idle: Duration) -> Sessions<P> {
         Sessions {
             idle,
             map: Mutex::new(HashMap::new()),
         }
     }
 
-    fn alive(&self, s: &Session, now: Instant) -> bool {
+    fn alive(&self, s: &Session<P>, now: Instant) -> bool {
         now.duration_since(s.last_seen) < self.idle && now.duration_since(s.created) < SESSION_MAX
     }
 
-    /// A new session for a seat; returns its cookie token.
-    pub fn create(&self, seat_id: i64, seat: &str) -> String {
+    /// A new session for `who`; returns its cookie token.
+    pub fn create(&self, who: P) -> String {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
@@ -89,8 +104,7 @@ impl Sessions {
         map.insert(
             t.clone(),
             Session {
-                seat_id,
-                seat: seat.to_owned(),
+                who,
                 csrf: token(),
                 created: now,
                 last_seen: now,
@@ -100,7 +114,7 @@ impl Sessions {
     }
 
     /// The session of a cookie token, refreshed; `None` when unknown or expired.
-    pub fn get(&self, t: &str) -> Option<Session> {
+    pub fn get(&self, t: &str) -> Option<Session<P>> {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let alive = map.get(t).map(|s| self.alive(s, now))?;
@@ -122,23 +136,40 @@ impl Sessions {
     pub fn remove(&self, t: &str) {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(t);
     }
+
+    /// Ends every session of which `pred` holds (a password change ends the others).
+    pub fn remove_where(&self, pred: impl Fn(&P) -> bool) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| !pred(&s.who));
+    }
 }
 
-#[derive(Default)]
+/// Failed logins per login name and per client address; `scope` keeps the console's
+/// seat names and the portal's logins apart.
 pub struct Throttle {
+    scope: &'static str,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl Throttle {
-    fn keys(name: &str, ip: IpAddr) -> [String; 2] {
-        [format!("seat:{name}"), format!("ip:{ip}")]
+    pub fn new(scope: &'static str) -> Throttle {
+        Throttle {
+            scope,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn keys(&self, name: &str, ip: IpAddr) -> [String; 2] {
+        [format!("{}:{name}", self.scope), format!("ip:{ip}")]
     }
 
     /// Whether a login for `name` from `ip` may be tried now.
     pub fn allowed(&self, name: &str, ip: IpAddr) -> bool {
         let now = Instant::now();
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::keys(name, ip).iter().all(|k| match map.get(k) {
+        self.keys(name, ip).iter().all(|k| match map.get(k) {
             Some((n, since)) => *n < MAX_FAILURES || now.duration_since(*since) >= THROTTLE_WINDOW,
             None => true,
         })
@@ -153,7 +184,7 @@ impl Throttle {
         if map.len() >= MAX_THROTTLE_KEYS {
             return;
         }
-        for k in Self::keys(name, ip) {
+        for k in self.keys(name, ip) {
             let e = map.entry(k).or_insert((0, now));
             if now.duration_since(e.1) >= THROTTLE_WINDOW {
                 *e = (0, now);
@@ -166,13 +197,13 @@ impl Throttle {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&format!("seat:{name}"));
+            .remove(&format!("{}:{name}", self.scope));
     }
 }
 
 /// An operator with a live session; pages redirect to the login otherwise.
 pub struct Operator {
-    pub session: Session,
+    pub session: Session<SeatLogin>,
     pub token: String,
 }
 
@@ -228,41 +259,203 @@ pub fn session_valid(state: &State, token: &str) -> bool {
     state.sessions.valid(token)
 }
 
-fn login_form(csrf: &str, error: Option<&str>) -> String {
-    let err = error
-        .map(|e| {
-            format!(
-                "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>",
-                esc(e)
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<main class=\"login\"><h1>smartdesk オペレーター コンソール</h1>{err}\
-         <form method=\"post\" action=\"/console/login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <label for=\"seat\">席名（ユーザー名）</label>\
-         <input id=\"seat\" name=\"seat\" autocomplete=\"username\" required autofocus>\
-         <label for=\"password\">パスワード</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\" id=\"login\">ログイン</button></form></main>"
-    )
+/// A login page: where it posts, what it asks for, where its cookies live.
+pub struct LoginPage {
+    /// Which surface, in log lines ("console", "portal").
+    pub surface: &'static str,
+    pub title: &'static str,
+    pub action: &'static str,
+    /// The user name field's name and id.
+    pub user_field: &'static str,
+    pub user_label: &'static str,
+    pub user_type: &'static str,
+    /// Path of the session and login cookies.
+    pub cookie_path: &'static str,
+    /// The login form's CSRF cookie (double submit: the form carries the same value).
+    pub login_cookie: &'static str,
+    /// The message for a wrong name or password.
+    pub wrong: &'static str,
 }
 
-fn login_response(status: StatusCode, error: Option<&str>) -> Response {
-    let csrf = token();
-    let mut r = html_page("ログイン - smartdesk", &login_form(&csrf, error));
-    *r.status_mut() = status;
-    if let Ok(v) =
-        format!("{LOGIN_COOKIE}={csrf}; Path=/console; HttpOnly; SameSite=Strict").parse()
-    {
-        r.headers_mut().append(header::SET_COOKIE, v);
+pub const CONSOLE_LOGIN: LoginPage = LoginPage {
+    surface: "console",
+    title: "smartdesk オペレーター コンソール",
+    action: "/console/login",
+    user_field: "seat",
+    user_label: "席名（ユーザー名）",
+    user_type: "text",
+    cookie_path: "/console",
+    login_cookie: LOGIN_COOKIE,
+    wrong: "席名またはパスワードが違います。",
+};
+
+/// The refusal of a throttled login (issue #8 §1: lockout with a clear message).
+pub const LOCKED_OUT: &str =
+    "ログインの失敗が続いたため、しばらくログインできません。15分ほど待ってからお試しください。";
+
+impl LoginPage {
+    fn form(&self, csrf: &str, error: Option<&str>) -> String {
+        let err = error
+            .map(|e| {
+                format!(
+                    "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>",
+                    esc(e)
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "<main class=\"login\"><h1>{title}</h1>{err}\
+             <form method=\"post\" action=\"{action}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label for=\"{f}\">{label}</label>\
+             <input id=\"{f}\" name=\"{f}\" type=\"{ty}\" autocomplete=\"username\" required autofocus>\
+             <label for=\"password\">パスワード</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\" id=\"login\">ログイン</button></form></main>",
+            title = esc(self.title),
+            action = self.action,
+            f = self.user_field,
+            label = esc(self.user_label),
+            ty = self.user_type,
+        )
     }
-    r
+
+    /// The login page with a fresh login CSRF token (double submit: cookie and field).
+    pub fn response(&self, status: StatusCode, error: Option<&str>) -> Response {
+        let csrf = token();
+        let mut r = html_page(
+            &format!("ログイン - {}", self.title),
+            &self.form(&csrf, error),
+        );
+        *r.status_mut() = status;
+        if let Ok(v) = format!(
+            "{}={csrf}; Path={}; HttpOnly; SameSite=Strict",
+            self.login_cookie, self.cookie_path
+        )
+        .parse()
+        {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
+    }
+
+    /// What every login checks before looking the user up: the login form's CSRF token and
+    /// the throttle. `Err` is the page to answer with.
+    #[allow(clippy::result_large_err)]
+    pub fn precheck(
+        &self,
+        throttle: &Throttle,
+        headers: &HeaderMap,
+        form_csrf: &str,
+        name: &str,
+        ip: IpAddr,
+    ) -> Result<(), Response> {
+        let csrf_cookie = cookie(headers, self.login_cookie).unwrap_or_default();
+        if form_csrf.is_empty() || !same_token(form_csrf, &csrf_cookie) {
+            return Err(self.response(
+                StatusCode::FORBIDDEN,
+                Some("ページの有効期限が切れました。もう一度ログインしてください。"),
+            ));
+        }
+        if !throttle.allowed(name, ip) {
+            tracing::warn!(login = %name, client = %ip, "{} login throttled", self.surface);
+            return Err(self.response(StatusCode::TOO_MANY_REQUESTS, Some(LOCKED_OUT)));
+        }
+        Ok(())
+    }
+
+    pub fn unavailable(&self) -> Response {
+        self.response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("ただいまログインできません。しばらくしてからお試しください。"),
+        )
+    }
+
+    /// The whole check of a login form: CSRF pair, throttle, `lookup` (the user and its
+    /// stored PHC string, if any), password (timing the same for unknown users). `Err` is
+    /// the page to answer with; a failure is counted and logged.
+    #[allow(clippy::result_large_err, clippy::too_many_arguments)]
+    pub async fn authenticate<T>(
+        &self,
+        throttle: &Throttle,
+        headers: &HeaderMap,
+        form_csrf: &str,
+        name: &str,
+        ip: IpAddr,
+        password: String,
+        lookup: impl std::future::Future<
+            Output = Result<Option<(T, Option<String>)>, crate::ledger::LedgerError>,
+        >,
+    ) -> Result<T, Response> {
+        self.precheck(throttle, headers, form_csrf, name, ip)?;
+        let found = match lookup.await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "{} login: ledger unavailable", self.surface);
+                return Err(self.unavailable());
+            }
+        };
+        let (who, phc) = match found {
+            Some((who, phc)) => (Some(who), phc),
+            None => (None, None),
+        };
+        // Verified even for unknown users (against a dummy hash): the answer time does not
+        // tell which names exist.
+        let ok = verify_password(password, phc).await;
+        match who {
+            Some(w) if ok => {
+                throttle.succeeded(name);
+                Ok(w)
+            }
+            _ => Err(self.failed(throttle, name, ip)),
+        }
+    }
+
+    /// A failed login: counted, logged, answered.
+    pub fn failed(&self, throttle: &Throttle, name: &str, ip: IpAddr) -> Response {
+        throttle.failed(name, ip);
+        tracing::info!(login = %name, client = %ip, "{} login failed", self.surface);
+        self.response(StatusCode::UNAUTHORIZED, Some(self.wrong))
+    }
+
+    /// A redirect that sets (or with `None` clears) the session cookie.
+    pub fn with_session(&self, to: &str, session_cookie: &str, token: Option<&str>) -> Response {
+        let mut r = Redirect::to(to).into_response();
+        let v = match token {
+            Some(t) => format!(
+                "{session_cookie}={t}; Path={}; HttpOnly; SameSite=Strict",
+                self.cookie_path
+            ),
+            None => format!(
+                "{session_cookie}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0",
+                self.cookie_path
+            ),
+        };
+        if let Ok(v) = v.parse() {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
+    }
+}
+
+/// Verifies a password against the stored PHC string, or against a dummy hash when there
+/// is none, so the answer time does not tell which names exist.
+pub async fn verify_password(password: String, phc: Option<String>) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let real = phc.is_some();
+    let phc = phc.unwrap_or_else(|| {
+        DUMMY
+            .get_or_init(|| crate::password::hash("no such user, no password").unwrap_or_default())
+            .clone()
+    });
+    let ok = tokio::task::spawn_blocking(move || crate::password::verify(&password, &phc))
+        .await
+        .unwrap_or(false);
+    ok && real
 }
 
 pub async fn login_page() -> Response {
-    login_response(StatusCode::OK, None)
+    CONSOLE_LOGIN.response(StatusCode::OK, None)
 }
 
 #[derive(Deserialize)]
@@ -283,68 +476,42 @@ pub async fn login(
 ) -> Response {
     let ip = peer.ip();
     let name: String = f.seat.trim().chars().take(64).collect();
-    let csrf_cookie = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if f.csrf.is_empty() || !same_token(&f.csrf, &csrf_cookie) {
-        return login_response(
-            StatusCode::FORBIDDEN,
-            Some("ページの有効期限が切れました。もう一度ログインしてください。"),
-        );
-    }
-    if !state.throttle.allowed(&name, ip) {
-        tracing::warn!(seat = %name, client = %ip, "console login throttled");
-        return login_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("ログインの失敗が続いたため、しばらくログインできません。15分ほど待ってからお試しください。"),
-        );
-    }
-    let seat = match state.daemon.ledger.seat_by_name(&name).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "console login: ledger unavailable");
-            return login_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some("ただいまログインできません。しばらくしてからお試しください。"),
-            );
-        }
+    let page = &CONSOLE_LOGIN;
+    let ledger = &state.daemon.ledger;
+    let lookup = async {
+        let seat = ledger.seat_by_name(&name).await?;
+        Ok(seat.map(|s| {
+            let phc = s.web_password.clone();
+            (s, phc)
+        }))
     };
-    // Verify even for unknown seats, so the answer time does not tell which names exist.
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let phc = match seat.as_ref().and_then(|s| s.web_password.clone()) {
-        Some(p) => p,
-        None => DUMMY
-            .get_or_init(|| crate::password::hash("no such seat, no password").unwrap_or_default())
-            .clone(),
-    };
-    let password = f.password;
-    let ok = tokio::task::spawn_blocking(move || crate::password::verify(&password, &phc))
+    let seat = match page
+        .authenticate(
+            &state.throttle,
+            &headers,
+            &f.csrf,
+            &name,
+            ip,
+            f.password,
+            lookup,
+        )
         .await
-        .unwrap_or(false);
-    let seat = match seat {
-        Some(s) if ok && s.web_password.is_some() => s,
-        _ => {
-            state.throttle.failed(&name, ip);
-            tracing::info!(seat = %name, client = %ip, "console login failed");
-            return login_response(
-                StatusCode::UNAUTHORIZED,
-                Some("席名またはパスワードが違います。"),
-            );
-        }
-    };
-    state.throttle.succeeded(&name);
-    let t = state.sessions.create(seat.id, &seat.name);
-    tracing::info!(seat = %seat.name, client = %ip, "console login");
-    let mut r = Redirect::to("/console").into_response();
-    if let Ok(v) = format!("{SESSION_COOKIE}={t}; Path=/console; HttpOnly; SameSite=Strict").parse()
     {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let t = state.sessions.create(SeatLogin {
+        seat_id: seat.id,
+        seat: seat.name.clone(),
+    });
+    tracing::info!(seat = %seat.name, client = %ip, "console login");
+    page.with_session("/console", SESSION_COOKIE, Some(&t))
 }
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
 }
 
 pub async fn logout(
@@ -358,13 +525,7 @@ pub async fn logout(
     }
     state.sessions.remove(&op.token);
     tracing::info!(seat = %op.session.seat, "console logout");
-    let mut r = Redirect::to("/console/login").into_response();
-    if let Ok(v) =
-        format!("{SESSION_COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0").parse()
-    {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
+    CONSOLE_LOGIN.with_session("/console/login", SESSION_COOKIE, None)
 }
 
 #[cfg(test)]
@@ -374,7 +535,10 @@ mod tests {
     #[test]
     fn sessions_expire_when_idle() {
         let s = Sessions::new(Duration::from_millis(50));
-        let t = s.create(1, "op1");
+        let t = s.create(SeatLogin {
+            seat_id: 1,
+            seat: "op1".into(),
+        });
         assert_eq!(s.get(&t).map(|x| x.seat_id), Some(1));
         assert!(s.get("nope").is_none());
         std::thread::sleep(Duration::from_millis(80));
@@ -383,7 +547,7 @@ mod tests {
 
     #[test]
     fn throttle_after_five_failures() {
-        let th = Throttle::default();
+        let th = Throttle::new("seat");
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         for _ in 0..MAX_FAILURES {
             assert!(th.allowed("op1", ip));

@@ -1,5 +1,5 @@
-//! The web edge (issue #7 §1): the operator console at `/console` (the contractor portal
-//! will live at `/portal`). Server-rendered pages, a little JavaScript, live call updates
+//! The web edge (issue #7 §1): the operator console at `/console`, the contractor portal
+//! at `/portal` and the admin view at `/admin` (issue #8, see `portal`). Server-rendered pages, a little JavaScript, live call updates
 //! over Server-Sent Events.
 //!
 //! Security (issue #7 §4): operators log in with the seat name and its argon2-hashed web
@@ -14,6 +14,7 @@
 mod assets;
 mod auth;
 mod console;
+mod portal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,8 +42,11 @@ pub struct AppState {
     pub seats: watch::Receiver<SeatCalls>,
     /// Wakes the report worker when a record queued reports.
     pub reports_wake: Arc<Notify>,
-    sessions: auth::Sessions,
+    sessions: auth::Sessions<auth::SeatLogin>,
     throttle: auth::Throttle,
+    /// Portal and admin-view sessions (issue #8).
+    portal_sessions: auth::Sessions<portal::PortalLogin>,
+    portal_throttle: auth::Throttle,
     /// Pause state shown on the console, per seat (the ACD owns the real one).
     paused: std::sync::Mutex<std::collections::HashMap<i64, String>>,
 }
@@ -63,7 +67,9 @@ impl AppState {
             seats,
             reports_wake,
             sessions: auth::Sessions::new(idle),
-            throttle: auth::Throttle::default(),
+            throttle: auth::Throttle::new("seat"),
+            portal_sessions: auth::Sessions::new(idle),
+            portal_throttle: auth::Throttle::new("user"),
             paused: Default::default(),
         })
     }
@@ -84,6 +90,31 @@ pub fn router(state: State) -> Router {
         .route("/console/resume", post(console::resume))
         .route("/console/app.js", get(assets::js))
         .route("/console/app.css", get(assets::css))
+        .route("/portal", get(portal::index))
+        .route("/portal/login", get(portal::login_page).post(portal::login))
+        .route("/portal/logout", post(portal::logout))
+        .route(
+            "/portal/password",
+            get(portal::password_form).post(portal::change_password),
+        )
+        .route("/portal/password/done", get(portal::password_done))
+        .route("/portal/{cid}/calls", get(portal::calls))
+        .route("/portal/{cid}/calls.csv", get(portal::calls_csv))
+        .route("/portal/{cid}/calls/{id}", get(portal::call))
+        .route("/portal/{cid}/records", get(portal::records))
+        .route("/portal/{cid}/records/{id}", get(portal::record))
+        .route("/portal/{cid}/recordings/{call}", get(portal::recording))
+        .route("/portal/{cid}/bill", get(portal::bill))
+        .route("/portal/{cid}/bill.csv", get(portal::bill_csv))
+        .route("/portal/{cid}/bill/{month}", get(portal::bill_month))
+        .route("/portal/{cid}/settings", get(portal::settings))
+        .route(
+            "/portal/{cid}/settings/channels",
+            post(portal::save_channels),
+        )
+        .route("/portal/{cid}/settings/test", post(portal::send_test))
+        .route("/portal/{cid}/settings/hearing", post(portal::save_hearing))
+        .route("/admin", get(portal::admin))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

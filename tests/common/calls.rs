@@ -11,9 +11,8 @@ use super::Env;
 pub const NUMBER: &str = "0312345678";
 pub const SEAT_PASSWORD: &str = "op1-secret-pw";
 
-/// A contractor with a number and a seat, and the daemon running with the clock at `clock`.
-pub fn setup(env: &Env, clock: &str) -> Daemon {
-    let mut d = Daemon::configure(env);
+/// A contractor on plan SD100 from `start`, with `number` assigned if given; its id.
+pub fn contractor(env: &Env, d: &Daemon, name: &str, start: &str, number: Option<&str>) -> i64 {
     let c = d
         .cli(
             env,
@@ -21,20 +20,29 @@ pub fn setup(env: &Env, clock: &str) -> Daemon {
                 "contractor",
                 "add",
                 "--name",
-                "株式会社ABC",
+                name,
                 "--greeting",
-                "お電話ありがとうございます。株式会社ABCでございます。",
+                "お電話ありがとうございます。",
                 "--plan",
                 "SD100",
                 "--start",
-                "2026-11-01",
+                start,
                 "--json",
             ],
         )
         .ok()
         .json();
-    let id = c["id"].as_i64().expect("contractor id").to_string();
-    d.cli(env, &["number", "assign", &id, NUMBER]).ok();
+    let id = c["id"].as_i64().expect("contractor id");
+    if let Some(n) = number {
+        d.cli(env, &["number", "assign", &id.to_string(), n]).ok();
+    }
+    id
+}
+
+/// A contractor with a number and a seat, and the daemon running with the clock at `clock`.
+pub fn setup(env: &Env, clock: &str) -> Daemon {
+    let mut d = Daemon::configure(env);
+    contractor(env, &d, "株式会社ABC", "2026-11-01", Some(NUMBER));
     d.cli(env, &["seat", "add", "op1", "--password", SEAT_PASSWORD])
         .ok();
     d.start(env, clock);

@@ -144,5 +144,8 @@ macro_rules! e2e_both {
     };
 }
 pub mod audio;
+pub mod browser;
 pub mod calls;
 pub mod peers;
+pub mod receivers;
+pub mod web;

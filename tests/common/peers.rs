@@ -182,6 +182,19 @@ impl Daemon {
         }
     }
 
+    /// Gives the web server a free loopback port (it is off, port 0, by default) and
+    /// returns it.
+    pub fn with_web_port(&self) -> u16 {
+        let web = free_sip_port();
+        let cfg = std::fs::read_to_string(&self.config).expect("config");
+        let cfg = cfg.replace(
+            "[web]\nlisten = \"127.0.0.1:0\"\n",
+            &format!("[web]\nlisten = \"127.0.0.1:{web}\"\n"),
+        );
+        std::fs::write(&self.config, cfg).expect("config");
+        web
+    }
+
     /// CLI with this daemon's config and the env's ledger.
     pub fn cli(&self, env: &Env, args: &[&str]) -> super::Run {
         let mut full = vec!["--config", self.config.to_str().expect("utf-8 path")];

@@ -223,6 +223,9 @@ pub struct WebConfig {
     pub session_idle_minutes: u64,
     /// Operators see the records of the calls they handled in this many past hours.
     pub records_hours: u64,
+    /// Addresses the browser phone's ICE host candidates are gathered on (issue #11); empty:
+    /// the SIP advertised address. No STUN or TURN server is ever used.
+    pub phone_ice_addresses: Vec<std::net::IpAddr>,
 }
 
 /// Reports to contractors (issue #7 §3).
@@ -294,6 +297,7 @@ impl Default for Config {
                 listen: DEFAULT_WEB_LISTEN.parse().expect("constant address"),
                 session_idle_minutes: 60,
                 records_hours: 12,
+                phone_ice_addresses: Vec::new(),
             },
             reports: ReportsConfig {
                 smtp: String::new(),
@@ -425,6 +429,7 @@ const SCHEMA: &[(&str, LeafCheck)] = &[
     ("web.listen", check::<SocketAddr>),
     ("web.session_idle_minutes", check::<u64>),
     ("web.records_hours", check::<u64>),
+    ("web.phone_ice_addresses", check::<Vec<std::net::IpAddr>>),
     ("reports.smtp", check::<String>),
     ("reports.from", check::<String>),
     ("reports.max_attempts", check::<u32>),

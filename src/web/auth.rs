@@ -357,6 +357,7 @@ pub async fn logout(
         return (StatusCode::FORBIDDEN, "CSRF token mismatch").into_response();
     }
     state.sessions.remove(&op.token);
+    state.phones.stop(op.session.seat_id);
     tracing::info!(seat = %op.session.seat, "console logout");
     let mut r = Redirect::to("/console/login").into_response();
     if let Ok(v) =

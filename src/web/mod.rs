@@ -14,6 +14,7 @@
 mod assets;
 mod auth;
 mod console;
+mod phone;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct AppState {
     throttle: auth::Throttle,
     /// Pause state shown on the console, per seat (the ACD owns the real one).
     paused: std::sync::Mutex<std::collections::HashMap<i64, String>>,
+    /// Browser phone sessions (issue #11), one per seat.
+    phones: Arc<crate::daemon::browser_seat::Phones>,
 }
 
 pub type State = Arc<AppState>;
@@ -65,6 +68,7 @@ impl AppState {
             sessions: auth::Sessions::new(idle),
             throttle: auth::Throttle::default(),
             paused: Default::default(),
+            phones: Arc::default(),
         })
     }
 }
@@ -81,6 +85,7 @@ pub fn router(state: State) -> Router {
             get(console::records).post(console::submit),
         )
         .route("/console/pause", post(console::pause))
+        .route("/console/phone", post(phone::start))
         .route("/console/resume", post(console::resume))
         .route("/console/app.js", get(assets::js))
         .route("/console/app.css", get(assets::css))

@@ -1,0 +1,473 @@
+//! The daemon's own SIP user agent for a browser seat (issue #11), sans-IO.
+//!
+//! A browser seat is rung exactly like a softphone: the call path (B2BUA and ACD) sends its
+//! INVITE, CANCEL and BYE over loopback UDP to this agent, which stands in for the phone the
+//! operator does not have. The agent turns them into events for the page (ringing, connected,
+//! ended) and the operator's clicks into SIP answers (200, 603, BYE). Because the ACD only
+//! ever sees SIP, ringing, answer, decline and no-answer of a browser seat are counted by the
+//! very code that counts them for softphones; nothing in `acd` or `b2bua` knows browsers.
+//!
+//! ```text
+//!            INVITE ─► 180 (+ Offered)        answer ─► 200 + SDP (retransmitted until ACK)
+//!   Idle ─────────────────────────► Ringing ─────────────────────────────────► Answered
+//!    ▲   CANCEL ─► 200, 487 (Ended cancelled)  │ decline ─► 603                  │ BYE in ─► 200
+//!    └─────────────────────────────────────────┘ (Ended declined)                │ hang_up ─► BYE
+//!    └────────────────────────────────────────────────────────────────────────────┘ (Ended)
+//! ```
+//!
+//! One call at a time: a second INVITE while busy gets 486. Only the daemon talks to this
+//! agent (it listens on loopback or the SIP address and answers whoever sent the INVITE).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::b2bua::wire::{self, uri_of, RequestSpec, BRANCH_PREFIX};
+use super::message::{Message, Method};
+use super::sdp::{rewrite_for_anchor, Codec, Sdp};
+use crate::media::g711::Law;
+
+/// RFC 3261 T1 and T2 (UDP retransmission of our 2xx and BYE).
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+/// Retransmissions give up after 64·T1 (RFC 3261 §13.3.1.4, §17.1.2.2).
+const GIVE_UP: Duration = Duration::from_secs(32);
+
+/// What the page is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UaEvent {
+    /// A call rings at the seat (the console's live feed shows the same call).
+    Offered {
+        contractor: String,
+        greeting: String,
+        caller: String,
+    },
+    /// Answered: media goes to `remote` (our relay) in `law`.
+    Connected { remote: SocketAddr, law: Law },
+    /// The call (or the offer) is over.
+    Ended { reason: EndReason },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The call path withdrew the offer (ring timeout, caller hung up, seat offline).
+    Cancelled,
+    /// The operator declined.
+    Declined,
+    /// The caller's side ended the call (BYE from the call path).
+    Remote,
+    /// The operator hung up (or the page went away).
+    Local,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Cancelled => "cancelled",
+            EndReason::Declined => "declined",
+            EndReason::Remote => "remote",
+            EndReason::Local => "local",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UaError {
+    #[error("no call is ringing")]
+    NotRinging,
+    #[error("no call is connected")]
+    NotConnected,
+}
+
+#[derive(Debug)]
+struct Dialog {
+    invite: Message,
+    peer: SocketAddr,
+    to_tag: String,
+    /// The last response to the INVITE, sent again when the INVITE is retransmitted.
+    last: Message,
+}
+
+/// A message retransmitted on T1 doubling to T2 until answered or [`GIVE_UP`].
+#[derive(Debug)]
+struct Retransmit {
+    message: Message,
+    peer: SocketAddr,
+    next: Instant,
+    interval: Duration,
+    until: Instant,
+}
+
+impl Retransmit {
+    fn new(now: Instant, message: Message, peer: SocketAddr) -> Retransmit {
+        Retransmit {
+            message,
+            peer,
+            next: now + T1,
+            interval: T1,
+            until: now + GIVE_UP,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Idle,
+    Ringing(Dialog),
+    /// `ok` is retransmitted until the ACK arrives.
+    Answered(Dialog, Option<Retransmit>),
+}
+
+/// The agent of one browser seat.
+#[derive(Debug)]
+pub struct BrowserUa {
+    seat: String,
+    /// Our SIP address (Contact, Via of our BYE).
+    local: SocketAddr,
+    /// Our RTP address (the SDP answer).
+    media: SocketAddr,
+    state: State,
+    /// Our BYE until it is answered.
+    bye: Option<Retransmit>,
+    unique: u64,
+    out: VecDeque<(SocketAddr, Message)>,
+    events: VecDeque<UaEvent>,
+}
+
+impl BrowserUa {
+    /// `seed` makes our tags and branches unique (the edge passes a random number).
+    pub fn new(seat: &str, local: SocketAddr, media: SocketAddr, seed: u64) -> BrowserUa {
+        BrowserUa {
+            seat: seat.to_owned(),
+            local,
+            media,
+            state: State::Idle,
+            bye: None,
+            unique: seed,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    fn unique(&mut self) -> String {
+        self.unique = self.unique.wrapping_add(1);
+        format!("{:x}", self.unique)
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:{}@{}>", self.seat, wire::host_port(self.local))
+    }
+
+    /// Messages to send, with where to.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Message)> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+
+    /// Nothing in progress: no call, no unanswered BYE.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle) && self.bye.is_none()
+    }
+
+    pub fn is_ringing(&self) -> bool {
+        matches!(self.state, State::Ringing(_))
+    }
+
+    pub fn is_answered(&self) -> bool {
+        matches!(self.state, State::Answered(..))
+    }
+
+    fn respond(&mut self, peer: SocketAddr, req: &Message, code: u16, tag: Option<&str>) {
+        let reason = super::message::reason_phrase(code);
+        if let Some(m) = wire::response(req, code, reason, tag, &[], None) {
+            self.out.push_back((peer, m));
+        }
+    }
+
+    pub fn handle_message(&mut self, peer: SocketAddr, msg: Message) {
+        if msg.is_response() {
+            if msg.cseq_method() == &Method::Bye
+                && self
+                    .bye
+                    .as_ref()
+                    .is_some_and(|b| b.message.call_id() == msg.call_id())
+                && msg.status().is_some_and(|s| s >= 200)
+            {
+                self.bye = None;
+            }
+            return;
+        }
+        let same_call = |d: &Dialog| d.invite.call_id() == msg.call_id();
+        match msg.method() {
+            Some(Method::Invite) if msg.to_tag().is_none() => {
+                let retransmitted = match &self.state {
+                    State::Ringing(d) | State::Answered(d, _) if same_call(d) => {
+                        Some(d.last.clone())
+                    }
+                    _ => None,
+                };
+                if let Some(last) = retransmitted {
+                    self.out.push_back((peer, last));
+                    return;
+                }
+                if !matches!(self.state, State::Idle) {
+                    let tag = self.unique();
+                    self.respond(peer, &msg, 486, Some(&tag));
+                    return;
+                }
+                let tag = self.unique();
+                let contact = self.contact();
+                let Some(ringing) = wire::response(
+                    &msg,
+                    180,
+                    "Ringing",
+                    Some(&tag),
+                    &[("Contact", &contact)],
+                    None,
+                ) else {
+                    return;
+                };
+                self.out.push_back((peer, ringing.clone()));
+                let text = |name: &str| msg.header(name).unwrap_or_default().to_owned();
+                let caller = msg.from().display.clone().unwrap_or_default();
+                // The call path writes "【contractor】caller": the page shows them apart.
+                let caller = caller
+                    .split_once('】')
+                    .map_or(caller.as_str(), |(_, c)| c)
+                    .trim_matches('"')
+                    .to_owned();
+                self.events.push_back(UaEvent::Offered {
+                    contractor: text("X-Smartdesk-Contractor-Name"),
+                    greeting: text("X-Smartdesk-Greeting"),
+                    caller,
+                });
+                self.state = State::Ringing(Dialog {
+                    invite: msg,
+                    peer,
+                    to_tag: tag,
+                    last: ringing,
+                });
+            }
+            Some(Method::Invite) => {
+                // A re-INVITE: keep the media as it is and answer with our description.
+                let (tag, ok) = match &self.state {
+                    State::Answered(d, _) if same_call(d) => (d.to_tag.clone(), true),
+                    _ => (String::new(), false),
+                };
+                if !ok {
+                    self.respond(peer, &msg, 481, None);
+                    return;
+                }
+                let sdp = self.answer_sdp(&msg).map(|(s, _, _)| s);
+                let contact = self.contact();
+                match sdp {
+                    Some(sdp) => {
+                        if let Some(m) = wire::response(
+                            &msg,
+                            200,
+                            "OK",
+                            Some(&tag),
+                            &[("Contact", &contact)],
+                            Some(sdp.as_bytes()),
+                        ) {
+                            self.out.push_back((peer, m));
+                        }
+                    }
+                    None => self.respond(peer, &msg, 488, Some(&tag)),
+                }
+            }
+            Some(Method::Ack) => {
+                if let State::Answered(d, retransmit) = &mut self.state {
+                    if d.invite.call_id() == msg.call_id() {
+                        *retransmit = None;
+                    }
+                }
+            }
+            Some(Method::Cancel) => {
+                let ringing = matches!(&self.state, State::Ringing(d) if same_call(d));
+                if !ringing {
+                    self.respond(peer, &msg, 481, None);
+                    return;
+                }
+                self.respond(peer, &msg, 200, None);
+                if let State::Ringing(d) = std::mem::replace(&mut self.state, State::Idle) {
+                    let tag = d.to_tag.clone();
+                    self.respond(d.peer, &d.invite, 487, Some(&tag));
+                }
+                self.events.push_back(UaEvent::Ended {
+                    reason: EndReason::Cancelled,
+                });
+            }
+            Some(Method::Bye) => {
+                let ours = matches!(&self.state, State::Answered(d, _) if same_call(d));
+                if !ours {
+                    self.respond(peer, &msg, 481, None);
+                    return;
+                }
+                self.respond(peer, &msg, 200, None);
+                self.state = State::Idle;
+                self.events.push_back(UaEvent::Ended {
+                    reason: EndReason::Remote,
+                });
+            }
+            Some(Method::Options) => self.respond(peer, &msg, 200, None),
+            _ => self.respond(peer, &msg, 501, None),
+        }
+    }
+
+    /// Our SDP answer to `offer` (PCMU preferred, PCMA accepted): the description, the
+    /// relay's address and the law.
+    fn answer_sdp(&self, offer: &Message) -> Option<(String, SocketAddr, Law)> {
+        let sdp = Sdp::parse_bytes(offer.body()).ok()?;
+        for (codec, law) in [(Codec::Pcmu, Law::Pcmu), (Codec::Pcma, Law::Pcma)] {
+            if let Ok((answer, info)) =
+                rewrite_for_anchor(&sdp, self.media.ip(), self.media.port(), &[codec])
+            {
+                if info.codecs.is_empty() {
+                    continue;
+                }
+                let remote = info.remote?;
+                return Some((answer.to_string(), remote, law));
+            }
+        }
+        None
+    }
+
+    /// The operator answers the ringing call.
+    pub fn answer(&mut self, now: Instant) -> Result<(), UaError> {
+        let State::Ringing(d) = std::mem::replace(&mut self.state, State::Idle) else {
+            return Err(UaError::NotRinging);
+        };
+        let contact = self.contact();
+        let Some((sdp, remote, law)) = self.answer_sdp(&d.invite) else {
+            // An offer we cannot take (no G.711, no address): refuse like a phone would.
+            self.respond(d.peer, &d.invite, 488, Some(&d.to_tag));
+            self.events.push_back(UaEvent::Ended {
+                reason: EndReason::Declined,
+            });
+            return Ok(());
+        };
+        let Some(ok) = wire::response(
+            &d.invite,
+            200,
+            "OK",
+            Some(&d.to_tag),
+            &[("Contact", &contact)],
+            Some(sdp.as_bytes()),
+        ) else {
+            self.respond(d.peer, &d.invite, 500, Some(&d.to_tag));
+            self.events.push_back(UaEvent::Ended {
+                reason: EndReason::Declined,
+            });
+            return Ok(());
+        };
+        self.out.push_back((d.peer, ok.clone()));
+        let retransmit = Retransmit::new(now, ok.clone(), d.peer);
+        self.state = State::Answered(Dialog { last: ok, ..d }, Some(retransmit));
+        self.events.push_back(UaEvent::Connected { remote, law });
+        Ok(())
+    }
+
+    /// The operator declines the ringing call (603 Decline: the ACD offers the next seat).
+    pub fn decline(&mut self) -> Result<(), UaError> {
+        self.refuse(603)
+    }
+
+    fn refuse(&mut self, code: u16) -> Result<(), UaError> {
+        let State::Ringing(d) = std::mem::replace(&mut self.state, State::Idle) else {
+            return Err(UaError::NotRinging);
+        };
+        self.respond(d.peer, &d.invite, code, Some(&d.to_tag));
+        self.events.push_back(UaEvent::Ended {
+            reason: EndReason::Declined,
+        });
+        Ok(())
+    }
+
+    /// The operator (or the page's disappearance) ends the call: BYE when connected, 480
+    /// when still ringing.
+    pub fn hang_up(&mut self, now: Instant) -> Result<(), UaError> {
+        if self.is_ringing() {
+            return self.refuse(480);
+        }
+        let State::Answered(d, _) = std::mem::replace(&mut self.state, State::Idle) else {
+            return Err(UaError::NotConnected);
+        };
+        let branch = format!("{BRANCH_PREFIX}{}", self.unique());
+        let from = format!(
+            "{};tag={}",
+            d.invite.header("To").unwrap_or_default(),
+            d.to_tag
+        );
+        let target = d
+            .invite
+            .header("Contact")
+            .map(|c| uri_of(c).to_owned())
+            .unwrap_or_else(|| format!("sip:{}", wire::host_port(d.peer)));
+        let contact = self.contact();
+        let spec = RequestSpec {
+            method: "BYE",
+            uri: &target,
+            transport: "UDP",
+            local: self.local,
+            branch: &branch,
+            from: &from,
+            to: d.invite.header("From").unwrap_or_default(),
+            call_id: d.invite.call_id(),
+            cseq: 1,
+            routes: &[],
+            max_forwards: 70,
+            contact: Some(&contact),
+            extra: &[],
+            sdp: None,
+        };
+        if let Some(bye) = wire::request(&spec) {
+            self.out.push_back((d.peer, bye.clone()));
+            self.bye = Some(Retransmit::new(now, bye, d.peer));
+        }
+        self.events.push_back(UaEvent::Ended {
+            reason: EndReason::Local,
+        });
+        Ok(())
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ok = match &self.state {
+            State::Answered(_, Some(r)) => Some(r.next),
+            _ => None,
+        };
+        [ok, self.bye.as_ref().map(|b| b.next)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let step = |r: &mut Retransmit, out: &mut VecDeque<(SocketAddr, Message)>| -> bool {
+            if now >= r.until {
+                return false;
+            }
+            if now >= r.next {
+                out.push_back((r.peer, r.message.clone()));
+                r.interval = (r.interval * 2).min(T2);
+                r.next = now + r.interval;
+            }
+            true
+        };
+        if let State::Answered(_, slot) = &mut self.state {
+            if let Some(r) = slot {
+                if !step(r, &mut self.out) {
+                    *slot = None;
+                }
+            }
+        }
+        if let Some(r) = &mut self.bye {
+            if !step(r, &mut self.out) {
+                self.bye = None;
+            }
+        }
+    }
+}

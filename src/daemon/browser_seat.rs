@@ -405,7 +405,8 @@ impl Session {
             self.counts.clone(),
         ));
         let mut buf = vec![0u8; DATAGRAM_MAX];
-        let mut refresh = tokio::time::interval_at(Instant::now() + BINDING_REFRESH, BINDING_REFRESH);
+        let mut refresh =
+            tokio::time::interval_at(Instant::now() + BINDING_REFRESH, BINDING_REFRESH);
         // Set when the page is gone: the session ends by then at the latest.
         let mut ending: Option<Instant> = None;
         loop {
@@ -549,7 +550,8 @@ async fn carrier_to_browser(
             }
         };
         let Some(law) = law else { continue };
-        let Ok(mut pkt) = webrtc::rtp::packet::Packet::unmarshal(&mut buf.get(..n).unwrap_or_default())
+        let Ok(mut pkt) =
+            webrtc::rtp::packet::Packet::unmarshal(&mut buf.get(..n).unwrap_or_default())
         else {
             continue;
         };

@@ -700,7 +700,13 @@ impl SeatRegistry {
     /// daemon's own user agent for it: the call path rings it exactly like a softphone.
     /// Nothing is written to the ledger (the agent dies with the process) and the binding
     /// lives until `expires_at` unless refreshed. `false` if the seat has no credentials.
-    pub fn attach_browser(&mut self, now: u64, seat: &str, target: SocketAddr, expires_at: u64) -> bool {
+    pub fn attach_browser(
+        &mut self,
+        now: u64,
+        seat: &str,
+        target: SocketAddr,
+        expires_at: u64,
+    ) -> bool {
         let Some(seat_id) = self.credentials.get(seat).map(|c| c.seat_id) else {
             return false;
         };

@@ -69,9 +69,11 @@ pub async fn start(
     .await;
     match r {
         Ok(sdp) => Json(json!({"ok": true, "sdp": sdp})).into_response(),
-        Err(e @ PhoneError::Offer(_)) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, "sdp", &format!("sdp: {e}"))
-        }
+        Err(e @ PhoneError::Offer(_)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sdp",
+            &format!("sdp: {e}"),
+        ),
         Err(e) => {
             tracing::warn!(seat = %s.seat, error = %e, "browser phone not started");
             error(StatusCode::SERVICE_UNAVAILABLE, "phone", &e.to_string())

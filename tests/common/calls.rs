@@ -243,3 +243,18 @@ pub fn media_sockets() -> (UdpSocket, UdpSocket) {
 pub fn port(s: &UdpSocket) -> u16 {
     s.local_addr().expect("addr").port()
 }
+
+/// The queue log (offers, answers, declines, no-answers) of November 2026.
+pub async fn queue_log(env: &Env) -> Vec<smartdesk::ledger::QueueEventRow> {
+    let from = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .expect("date")
+        .to_utc();
+    let to = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+        .expect("date")
+        .to_utc();
+    env.ledger()
+        .await
+        .queue_events(from, to)
+        .await
+        .expect("queue log")
+}

@@ -134,5 +134,6 @@ macro_rules! e2e_both {
     };
 }
 pub mod audio;
+pub mod browser;
 pub mod calls;
 pub mod peers;

@@ -342,58 +342,62 @@ e2e_both!(
     }
 );
 
-e2e_both!(a_ringing_call_moves_on_to_a_softphone_when_the_tab_closes, |env| {
-    let (d, web) = setup(&env);
-    d.cli(&env, &["seat", "add", "op2", "--password", SEAT_PASSWORD])
-        .ok();
-    let b = operator(&env, &d, &web);
-    // op2 is a SIPp softphone beside the browser seat, paused so that the browser rings first.
-    let port = free_udp_port();
-    let mut phone = sipp(
-        env.dir.path(),
-        "op2",
-        &d.target(),
-        &[
-            "-sf",
-            scenario("seat_answer.xml").to_str().expect("path"),
-            "-p",
-            &port.to_string(),
-            "-key",
-            "bport",
-            &free_udp_port().to_string(),
-            "-key",
-            "codec",
-            "0",
-            "-m",
-            "1",
-        ],
-    );
-    login_as(&env, &d, "login-op2", "op2", SEAT_PASSWORD, port);
-    d.cli(&env, &["seat", "pause", "op2", "--reason", "休憩"]).ok();
-    let media = UdpSocket::bind("127.0.0.1:0").expect("media");
-    let mut call = carrier(&env, &d, &media, 1000);
-    wait_state(&b, &d, "着信中", Duration::from_secs(15));
-    d.cli(&env, &["seat", "resume", "op2"]).ok();
-    // The tab goes away while the call rings there: the offer is withdrawn at once (not
-    // after the ring timeout) and op2 takes the call.
-    b.goto("about:blank");
-    carrier_done(&env, &d, &mut call);
-    assert_eq!(
-        phone.wait(Duration::from_secs(10)),
-        Some(0),
-        "{}\n{}",
-        sipp_trace(env.dir.path(), "op2"),
-        d.log_text()
-    );
-    let calls = settled_calls(&env, &d);
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0]["outcome"], "answered", "{calls:?}");
-    assert_eq!(calls[0]["seat"], "op2", "{calls:?}");
-    let text = d.log_text();
-    assert!(text.contains("browser seat offline"), "{text}");
-    let log = queue_log(&env).await;
-    assert!(
-        !log.iter().any(|e| e.kind == "no_answer"),
-        "withdrawn, not rung out: {log:?}"
-    );
-});
+e2e_both!(
+    a_ringing_call_moves_on_to_a_softphone_when_the_tab_closes,
+    |env| {
+        let (d, web) = setup(&env);
+        d.cli(&env, &["seat", "add", "op2", "--password", SEAT_PASSWORD])
+            .ok();
+        let b = operator(&env, &d, &web);
+        // op2 is a SIPp softphone beside the browser seat, paused so that the browser rings first.
+        let port = free_udp_port();
+        let mut phone = sipp(
+            env.dir.path(),
+            "op2",
+            &d.target(),
+            &[
+                "-sf",
+                scenario("seat_answer.xml").to_str().expect("path"),
+                "-p",
+                &port.to_string(),
+                "-key",
+                "bport",
+                &free_udp_port().to_string(),
+                "-key",
+                "codec",
+                "0",
+                "-m",
+                "1",
+            ],
+        );
+        login_as(&env, &d, "login-op2", "op2", SEAT_PASSWORD, port);
+        d.cli(&env, &["seat", "pause", "op2", "--reason", "休憩"])
+            .ok();
+        let media = UdpSocket::bind("127.0.0.1:0").expect("media");
+        let mut call = carrier(&env, &d, &media, 1000);
+        wait_state(&b, &d, "着信中", Duration::from_secs(15));
+        d.cli(&env, &["seat", "resume", "op2"]).ok();
+        // The tab goes away while the call rings there: the offer is withdrawn at once (not
+        // after the ring timeout) and op2 takes the call.
+        b.goto("about:blank");
+        carrier_done(&env, &d, &mut call);
+        assert_eq!(
+            phone.wait(Duration::from_secs(10)),
+            Some(0),
+            "{}\n{}",
+            sipp_trace(env.dir.path(), "op2"),
+            d.log_text()
+        );
+        let calls = settled_calls(&env, &d);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0]["outcome"], "answered", "{calls:?}");
+        assert_eq!(calls[0]["seat"], "op2", "{calls:?}");
+        let text = d.log_text();
+        assert!(text.contains("browser seat offline"), "{text}");
+        let log = queue_log(&env).await;
+        assert!(
+            !log.iter().any(|e| e.kind == "no_answer"),
+            "withdrawn, not rung out: {log:?}"
+        );
+    }
+);

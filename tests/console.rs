@@ -6,10 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +16,7 @@ use tokio::net::TcpListener;
 
 use common::browser::Browser;
 use common::calls::login;
-use common::peers::{scenario, sipp, sipp_trace, Daemon, Proc, OPEN};
+use common::peers::{scenario, sipp, sipp_trace, Daemon, OPEN};
 use common::Env;
 
 const NUMBER: &str = "0312345678";

@@ -72,6 +72,9 @@ const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
 /// Longest wait for our ICE candidates before the answer goes out (host candidates only:
 /// gathering is local and fast).
 const GATHER_MAX: Duration = Duration::from_secs(5);
+/// Longest wait for the page's data channel after the answer went out: ICE and DTLS on a
+/// LAN take well under a second; a page that cannot reach our addresses never will.
+const CONNECT_MAX: Duration = Duration::from_secs(15);
 /// Largest UDP datagram read (SIP over UDP stays well below, RTP far below).
 const DATAGRAM_MAX: usize = 65_535;
 /// Commands and notices queued for one session.
@@ -243,11 +246,16 @@ pub async fn start(
             let (bridge, socket, counts) = (bridge.clone(), socket.clone(), counts.clone());
             Box::pin(async move {
                 while let Ok((mut pkt, _)) = remote.read_rtp().await {
-                    let target = {
+                    let (target, held) = {
                         let b = bridge.lock().unwrap_or_else(|e| e.into_inner());
-                        b.remote.filter(|_| !b.held)
+                        (b.remote, b.held)
                     };
                     let Some((to, law)) = target else { continue };
+                    // On hold the caller hears silence, and RTP keeps flowing so that the
+                    // relay's media timeout does not take a held call for a dead one.
+                    if held {
+                        pkt.payload = vec![Law::Pcmu.encode(0); pkt.payload.len()].into();
+                    }
                     pkt.header.payload_type = match law {
                         Law::Pcmu => 0,
                         Law::Pcma => {
@@ -331,23 +339,12 @@ pub async fn start(
             return Err(e);
         }
     };
-    match core.browser_seat(seat.clone(), sip_local, true).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = pc.close().await;
-            return Err(PhoneError::UnknownSeat);
-        }
-        Err(e) => {
-            let _ = pc.close().await;
-            return Err(setup(e));
-        }
-    }
     phones.replace(seat_id, tx.clone());
-    tracing::info!(seat = %seat, sip = %sip_local, rtp = %rtp_local, "browser seat online");
     let ua = BrowserUa::new(&seat, sip_local, rtp_local, rand::random());
     let session = Session {
         seat,
         seat_id,
+        sip_peer: (sip_ip, cfg.sip.listen.port()),
         core,
         phones,
         tx,
@@ -382,6 +379,8 @@ fn transcode(payload: &[u8], from: Law, to: Law) -> Vec<u8> {
 struct Session {
     seat: String,
     seat_id: i64,
+    /// The call core's SIP address as seen here (IP, port): the only sender listened to.
+    sip_peer: (IpAddr, u16),
     core: CoreHandle,
     phones: Arc<Phones>,
     tx: mpsc::Sender<Input>,
@@ -407,6 +406,10 @@ impl Session {
         let mut buf = vec![0u8; DATAGRAM_MAX];
         let mut refresh =
             tokio::time::interval_at(Instant::now() + BINDING_REFRESH, BINDING_REFRESH);
+        // A page that never opens its data channel is given up on (the seat never went
+        // online); one that did is online until it goes away.
+        let mut connect_by = Some(Instant::now() + CONNECT_MAX);
+        let mut online = false;
         // Set when the page is gone: the session ends by then at the latest.
         let mut ending: Option<Instant> = None;
         loop {
@@ -414,49 +417,72 @@ impl Session {
             if ending.is_some() && self.ua.is_idle() {
                 break;
             }
-            let timer = [self.ua.poll_timeout().map(Instant::from_std), ending]
-                .into_iter()
-                .flatten()
-                .min();
+            let timer = [
+                self.ua.poll_timeout().map(Instant::from_std),
+                ending,
+                connect_by,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match timer {
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending().await,
                 }
             };
+            let mut gone: Option<&'static str> = None;
             tokio::select! {
                 r = self.sip.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
-                    // Only the call core talks to this socket; anything unparsable is dropped.
+                    if !self.is_core(from) {
+                        continue;
+                    }
+                    // Unparsable input is dropped; the call core retransmits.
                     if let Ok(m) = parse_datagram(buf.get(..n).unwrap_or_default()) {
                         self.ua.handle_message(from, m);
                     }
                 }
                 input = rx.recv() => match input {
-                    Some(Input::Channel(dc)) => self.channel = Some(dc),
-                    Some(Input::Command(c)) if ending.is_none() => self.command(c),
-                    Some(Input::Gone(why)) if ending.is_none() => {
-                        tracing::info!(seat = %self.seat, why, "browser seat offline");
-                        ending = Some(Instant::now() + LINGER);
-                        // Offline first: a ringing offer is withdrawn (CANCEL) and moves on.
-                        self.offline(sip_local).await;
-                        if self.ua.is_answered() {
-                            let _ = self.ua.hang_up(std::time::Instant::now());
+                    Some(Input::Channel(dc)) if ending.is_none() => {
+                        self.channel = Some(dc);
+                        connect_by = None;
+                        online = self.attach(sip_local).await;
+                        let event = if online { "ready" } else { "refused" };
+                        self.tell(serde_json::json!({"event": event})).await;
+                        if online {
+                            tracing::info!(seat = %self.seat, "browser seat online");
+                        } else {
+                            gone = Some("the call path refused the seat");
                         }
                     }
+                    Some(Input::Command(c)) if ending.is_none() && online => self.command(c),
+                    Some(Input::Gone(why)) if ending.is_none() => gone = Some(why),
                     // The session holds a sender itself, so `None` cannot happen.
                     _ => {}
                 },
-                _ = refresh.tick(), if ending.is_none() => {
-                    if let Some(a) = sip_local {
-                        let _ = self.core.browser_seat(self.seat.clone(), a, true).await;
-                    }
+                _ = refresh.tick(), if ending.is_none() && online => {
+                    self.attach(sip_local).await;
                 }
                 _ = sleep => {
-                    if ending.is_some_and(|e| Instant::now() >= e) {
+                    let now = Instant::now();
+                    if ending.is_some_and(|e| now >= e) {
                         break;
                     }
-                    self.ua.handle_timeout(std::time::Instant::now());
+                    if connect_by.is_some_and(|c| now >= c) {
+                        connect_by = None;
+                        gone = Some("the page never connected");
+                    }
+                    self.ua.handle_timeout(now.into_std());
+                }
+            }
+            if let Some(why) = gone {
+                tracing::info!(seat = %self.seat, why, "browser seat offline");
+                ending = Some(Instant::now() + LINGER);
+                // Offline first: a ringing offer is withdrawn (CANCEL) and moves on.
+                self.offline(sip_local).await;
+                if self.ua.is_answered() {
+                    let _ = self.ua.hang_up(std::time::Instant::now());
                 }
             }
         }
@@ -470,6 +496,30 @@ impl Session {
             from_browser = self.counts.from_browser.load(std::sync::atomic::Ordering::Relaxed),
             "browser seat session ended"
         );
+    }
+
+    /// Whether a datagram on the agent's socket comes from the call core.
+    fn is_core(&self, from: SocketAddr) -> bool {
+        let (ip, port) = self.sip_peer;
+        (from.ip() == ip || from.ip().is_loopback()) && (port == 0 || from.port() == port)
+    }
+
+    /// Puts (or keeps) the seat's binding in the registrar; whether the seat is known.
+    async fn attach(&self, sip_local: Option<SocketAddr>) -> bool {
+        match sip_local {
+            Some(a) => self
+                .core
+                .browser_seat(self.seat.clone(), a, true)
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    async fn tell(&self, json: serde_json::Value) {
+        if let Some(dc) = &self.channel {
+            let _ = dc.send_text(json.to_string()).await;
+        }
     }
 
     async fn offline(&self, sip_local: Option<SocketAddr>) {
@@ -521,9 +571,7 @@ impl Session {
                 }
             };
             tracing::debug!(seat = %self.seat, event = %json["event"], "browser phone event");
-            if let Some(dc) = &self.channel {
-                let _ = dc.send_text(json.to_string()).await;
-            }
+            self.tell(json).await;
         }
     }
 }

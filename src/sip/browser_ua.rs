@@ -113,9 +113,9 @@ impl Retransmit {
 #[derive(Debug)]
 enum State {
     Idle,
-    Ringing(Dialog),
+    Ringing(Box<Dialog>),
     /// `ok` is retransmitted until the ACK arrives.
-    Answered(Dialog, Option<Retransmit>),
+    Answered(Box<Dialog>, Option<Box<Retransmit>>),
 }
 
 /// The agent of one browser seat.
@@ -244,12 +244,12 @@ impl BrowserUa {
                     greeting: text("X-Smartdesk-Greeting"),
                     caller,
                 });
-                self.state = State::Ringing(Dialog {
+                self.state = State::Ringing(Box::new(Dialog {
                     invite: msg,
                     peer,
                     to_tag: tag,
                     last: ringing,
-                });
+                }));
             }
             Some(Method::Invite) => {
                 // A re-INVITE: keep the media as it is and answer with our description.
@@ -366,7 +366,10 @@ impl BrowserUa {
         };
         self.out.push_back((d.peer, ok.clone()));
         let retransmit = Retransmit::new(now, ok.clone(), d.peer);
-        self.state = State::Answered(Dialog { last: ok, ..d }, Some(retransmit));
+        self.state = State::Answered(
+            Box::new(Dialog { last: ok, ..*d }),
+            Some(Box::new(retransmit)),
+        );
         self.events.push_back(UaEvent::Connected { remote, law });
         Ok(())
     }

@@ -316,8 +316,10 @@
       btn.mute.setAttribute("aria-pressed", "false");
       btn.hold.setAttribute("aria-pressed", "false");
       show("connected", "通話中");
-    } else if (ev.event === "ended") {
+    } else if (ev.event === "ended" || ev.event === "ready") {
       show("ready", "受付可能（ブラウザ電話）");
+    } else if (ev.event === "refused") {
+      show("error", "この席はブラウザ電話を使えません。");
     }
   }
 
@@ -347,7 +349,7 @@
       pc.addTrack(mic, stream);
       dc = pc.createDataChannel("control");
       dc.onmessage = (e) => { try { onEvent(JSON.parse(e.data)); } catch (_) {} };
-      dc.onopen = () => { localStorage.setItem("smartdesk-phone", "on"); show("ready", "受付可能（ブラウザ電話）"); };
+      dc.onopen = () => { localStorage.setItem("smartdesk-phone", "on"); show("starting", "接続中…（席を登録しています）"); };
       dc.onclose = lost;
       pc.ontrack = (e) => { $("phone-audio").srcObject = e.streams[0] || new MediaStream([e.track]); };
       pc.onconnectionstatechange = () => { if (pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) lost(); };

@@ -474,3 +474,168 @@ impl BrowserUa {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::parse_datagram;
+
+    const CORE: &str = "127.0.0.1:5060";
+
+    fn ua() -> BrowserUa {
+        BrowserUa::new(
+            "op1",
+            "127.0.0.1:40000".parse().expect("addr"),
+            "127.0.0.1:40002".parse().expect("addr"),
+            7,
+        )
+    }
+
+    fn core() -> SocketAddr {
+        CORE.parse().expect("addr")
+    }
+
+    fn msg(text: &str) -> Message {
+        let text = text.replace('\n', "\r\n");
+        parse_datagram(text.as_bytes()).expect("valid SIP")
+    }
+
+    fn invite() -> Message {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                   m=audio 30000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n";
+        let head = format!(
+            "INVITE sip:op1@127.0.0.1:40000 SIP/2.0\n\
+             Via: SIP/2.0/UDP {CORE};branch=z9hG4bK-sd1\n\
+             Max-Forwards: 70\n\
+             From: \"【株式会社ABC】09012345678\" <sip:09012345678@{CORE}>;tag=a1\n\
+             To: <sip:op1@desk>\n\
+             Call-ID: c1@127.0.0.1\n\
+             CSeq: 1 INVITE\n\
+             Contact: <sip:{CORE}>\n\
+             X-Smartdesk-Contractor-Name: 株式会社ABC\n\
+             X-Smartdesk-Greeting: はい、株式会社ABCでございます\n\
+             Content-Type: application/sdp\n\
+             Content-Length: {}\n\n",
+            sdp.len()
+        );
+        msg(&format!("{head}{sdp}").replace("\r\r\n", "\r\n"))
+    }
+
+    fn in_dialog(method: &str, tag: &str) -> Message {
+        msg(&format!(
+            "{method} sip:op1@127.0.0.1:40000 SIP/2.0\n\
+             Via: SIP/2.0/UDP {CORE};branch=z9hG4bK-sd2\n\
+             Max-Forwards: 70\n\
+             From: <sip:09012345678@{CORE}>;tag=a1\n\
+             To: <sip:op1@desk>{tag}\n\
+             Call-ID: c1@127.0.0.1\n\
+             CSeq: 1 {method}\n\
+             Content-Length: 0\n\n"
+        ))
+    }
+
+    fn sent(ua: &mut BrowserUa) -> Vec<Message> {
+        std::iter::from_fn(|| ua.poll_transmit().map(|(_, m)| m)).collect()
+    }
+
+    fn codes(ms: &[Message]) -> Vec<u16> {
+        ms.iter().filter_map(Message::status).collect()
+    }
+
+    #[test]
+    fn rings_answers_and_retransmits_until_ack() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        ua.handle_message(core(), invite());
+        assert_eq!(codes(&sent(&mut ua)), [180]);
+        assert_eq!(
+            ua.poll_event(),
+            Some(UaEvent::Offered {
+                contractor: "株式会社ABC".into(),
+                greeting: "はい、株式会社ABCでございます".into(),
+                caller: "09012345678".into(),
+            })
+        );
+        // A retransmitted INVITE gets the same answer again, not a second call.
+        ua.handle_message(core(), invite());
+        assert_eq!(codes(&sent(&mut ua)), [180]);
+        ua.answer(t0).expect("ringing");
+        let ok = sent(&mut ua);
+        assert_eq!(codes(&ok), [200]);
+        let body = String::from_utf8_lossy(ok[0].body()).into_owned();
+        assert!(body.contains("m=audio 40002 RTP/AVP 0"), "{body}");
+        assert_eq!(
+            ua.poll_event(),
+            Some(UaEvent::Connected {
+                remote: "127.0.0.1:30000".parse().expect("addr"),
+                law: Law::Pcmu
+            })
+        );
+        let due = ua.poll_timeout().expect("200 retransmission");
+        ua.handle_timeout(due);
+        assert_eq!(codes(&sent(&mut ua)), [200]);
+        let tag = format!(";tag={}", ok[0].to_tag().expect("tag"));
+        ua.handle_message(core(), in_dialog("ACK", &tag));
+        assert_eq!(ua.poll_timeout(), None, "ACK stops the retransmissions");
+        // A second call while busy.
+        let mut other = invite().to_bytes().to_vec();
+        let s = String::from_utf8_lossy(&other).replace("c1@127.0.0.1", "c2@127.0.0.1");
+        other = s.into_bytes();
+        ua.handle_message(core(), parse_datagram(&other).expect("sip"));
+        assert_eq!(codes(&sent(&mut ua)), [486]);
+        // The caller hangs up.
+        ua.handle_message(core(), in_dialog("BYE", &tag));
+        assert_eq!(codes(&sent(&mut ua)), [200]);
+        assert_eq!(
+            ua.poll_event(),
+            Some(UaEvent::Ended {
+                reason: EndReason::Remote
+            })
+        );
+        assert!(ua.is_idle());
+    }
+
+    #[test]
+    fn cancel_and_decline_end_the_offer() {
+        let mut ua = ua();
+        ua.handle_message(core(), invite());
+        sent(&mut ua);
+        ua.handle_message(core(), in_dialog("CANCEL", ""));
+        assert_eq!(codes(&sent(&mut ua)), [200, 487]);
+        assert!(ua.is_idle());
+        assert_eq!(ua.answer(Instant::now()), Err(UaError::NotRinging));
+
+        let mut ua = self::ua();
+        ua.handle_message(core(), invite());
+        sent(&mut ua);
+        ua.decline().expect("ringing");
+        assert_eq!(codes(&sent(&mut ua)), [603]);
+    }
+
+    #[test]
+    fn hang_up_sends_bye_until_answered() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        ua.handle_message(core(), invite());
+        ua.answer(t0).expect("ringing");
+        sent(&mut ua);
+        ua.hang_up(t0).expect("connected");
+        let bye = sent(&mut ua);
+        assert_eq!(bye[0].method(), Some(&Method::Bye));
+        assert_eq!(bye[0].call_id(), "c1@127.0.0.1");
+        assert_eq!(bye[0].request_uri(), Some(&*format!("sip:{CORE}")));
+        assert!(!ua.is_idle());
+        let due = ua.poll_timeout().expect("BYE retransmission");
+        ua.handle_timeout(due);
+        assert_eq!(sent(&mut ua).len(), 1);
+        let ok = Message::response_to(&bye[0], 200, "OK");
+        ua.handle_message(core(), ok);
+        assert!(ua.is_idle());
+        // Gives up after 64·T1 when nobody answers.
+        ua.handle_message(core(), invite());
+        ua.answer(t0).expect("ringing");
+        ua.hang_up(t0).expect("connected");
+        ua.handle_timeout(t0 + GIVE_UP);
+        assert!(ua.is_idle());
+    }
+}

@@ -224,7 +224,7 @@ e2e_both!(browser_answers_a_carrier_call_with_two_way_audio, |env| {
     let b = operator(&env, &d, &web);
     let media = UdpSocket::bind("127.0.0.1:0").expect("media");
     let aport = media.local_addr().expect("addr").port();
-    let mut call = carrier(&env, &d, &media, 6000);
+    let mut call = carrier(&env, &d, &media, 9000);
     let ringing = wait_state(&b, &d, "着信中", Duration::from_secs(15));
     assert!(
         ringing.contains("株式会社ABC") && ringing.contains(GREETING),
@@ -262,12 +262,34 @@ e2e_both!(browser_answers_a_carrier_call_with_two_way_audio, |env| {
         let p = goertzel_power(tail, other);
         assert!(tone > 20.0 * p, "1 kHz {tone} vs {other} Hz {p}");
     }
+    // Hold: the caller hears silence, but RTP keeps flowing.
+    b.click("#phone-hold");
+    wait_state(&b, &d, "保留中", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let (held, samples) = carrier_media(&media, relay, 50);
+    assert!(held >= 20, "RTP on hold: {held}");
+    let on_hold = goertzel_power(&samples, 1000.0);
+    assert!(
+        on_hold * 100.0 < tone,
+        "on hold {on_hold} vs talking {tone}"
+    );
+    b.click("#phone-hold");
+    wait_state(&b, &d, "通話中", Duration::from_secs(5));
     // The carrier hangs up: both legs end and the page is ready for the next call, with
-    // the call still on the console for its record.
+    // the call still on the console for its record, written on the same page.
     carrier_done(&env, &d, &mut call);
     wait_state(&b, &d, "受付可能", Duration::from_secs(10));
     b.wait_text("#call-state", Duration::from_secs(10), |t| {
         t.starts_with("通話終了")
+    });
+    b.click("#caller_name");
+    b.type_text("山田商事 山田様");
+    b.click("#cb_no");
+    b.click("#purpose");
+    b.type_text("資料請求");
+    b.click("#submit");
+    b.wait_text("#form-status", Duration::from_secs(10), |t| {
+        t.contains("記録しました")
     });
     let calls = settled_calls(&env, &d);
     assert_eq!(calls.len(), 1, "{calls:?}");

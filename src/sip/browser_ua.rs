@@ -15,7 +15,8 @@
 //!    └────────────────────────────────────────────────────────────────────────────┘ (Ended)
 //! ```
 //!
-//! One call at a time: a second INVITE while busy gets 486. Only the daemon talks to this
+//! A late offer (INVITE without SDP) gets our G.711 offer in the 200 and is connected by the
+//! answer in the ACK. One call at a time: a second INVITE while busy gets 486. Only the daemon talks to this
 //! agent (it listens on loopback or the SIP address and answers whoever sent the INVITE).
 
 use std::collections::VecDeque;
@@ -280,9 +281,20 @@ impl BrowserUa {
                 }
             }
             Some(Method::Ack) => {
-                if let State::Answered(d, retransmit) = &mut self.state {
-                    if d.invite.call_id() == msg.call_id() {
-                        *retransmit = None;
+                let late_answer = match &mut self.state {
+                    State::Answered(d, retransmit) if d.invite.call_id() == msg.call_id() => {
+                        // The first ACK of a late-offer INVITE carries the answer.
+                        let first = retransmit.take().is_some();
+                        first && d.invite.body().is_empty()
+                    }
+                    _ => false,
+                };
+                if late_answer {
+                    match self.answer_sdp(&msg) {
+                        Some((_, remote, law)) => {
+                            self.events.push_back(UaEvent::Connected { remote, law })
+                        }
+                        None => tracing::warn!("browser seat: ACK without a usable SDP answer"),
                     }
                 }
             }
@@ -342,7 +354,16 @@ impl BrowserUa {
             return Err(UaError::NotRinging);
         };
         let contact = self.contact();
-        let Some((sdp, remote, law)) = self.answer_sdp(&d.invite) else {
+        // A late offer (INVITE without SDP): we offer G.711 in the 200, the answer comes in
+        // the ACK and only then is the call connected.
+        let late = d.invite.body().is_empty();
+        let answered = if late {
+            Some((self.offer_sdp(), None))
+        } else {
+            self.answer_sdp(&d.invite)
+                .map(|(sdp, remote, law)| (sdp, Some((remote, law))))
+        };
+        let Some((sdp, media)) = answered else {
             // An offer we cannot take (no G.711, no address): refuse like a phone would.
             self.respond(d.peer, &d.invite, 488, Some(&d.to_tag));
             self.events.push_back(UaEvent::Ended {
@@ -370,8 +391,25 @@ impl BrowserUa {
             Box::new(Dialog { last: ok, ..*d }),
             Some(Box::new(retransmit)),
         );
-        self.events.push_back(UaEvent::Connected { remote, law });
+        if let Some((remote, law)) = media {
+            self.events.push_back(UaEvent::Connected { remote, law });
+        }
         Ok(())
+    }
+
+    /// Our offer for a late-offer INVITE: PCMU and PCMA at our RTP address.
+    fn offer_sdp(&self) -> String {
+        let (ip, family) = match self.media.ip() {
+            std::net::IpAddr::V4(v4) => (v4.to_string(), "IP4"),
+            std::net::IpAddr::V6(v6) => (v6.to_string(), "IP6"),
+        };
+        format!(
+            "v=0\r\no=smartdesk {id} 1 IN {family} {ip}\r\ns=smartdesk\r\nc=IN {family} {ip}\r\n\
+             t=0 0\r\nm=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:8 PCMA/8000\r\na=ptime:20\r\na=sendrecv\r\n",
+            id = self.unique,
+            port = self.media.port()
+        )
     }
 
     /// The operator declines the ringing call (603 Decline: the ACD offers the next seat).
@@ -593,6 +631,44 @@ mod tests {
             })
         );
         assert!(ua.is_idle());
+    }
+
+    #[test]
+    fn a_late_offer_is_connected_by_the_answer_in_the_ack() {
+        let mut ua = ua();
+        let bare = String::from_utf8_lossy(&invite().to_bytes()).into_owned();
+        let head = bare.split("\r\n\r\n").next().expect("head");
+        let head: Vec<&str> = head
+            .lines()
+            .filter(|l| !l.starts_with("Content-"))
+            .collect();
+        let late = format!("{}\r\nContent-Length: 0\r\n\r\n", head.join("\r\n"));
+        ua.handle_message(core(), parse_datagram(late.as_bytes()).expect("sip"));
+        sent(&mut ua);
+        ua.poll_event();
+        ua.answer(Instant::now()).expect("ringing");
+        let ok = sent(&mut ua);
+        let body = String::from_utf8_lossy(ok[0].body()).into_owned();
+        assert!(body.contains("m=audio 40002 RTP/AVP 0 8"), "{body}");
+        assert_eq!(ua.poll_event(), None, "not connected before the answer");
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                   m=audio 30002 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+        let tag = ok[0].to_tag().expect("tag");
+        let ack = format!(
+            "ACK sip:op1@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/UDP {CORE};branch=z9hG4bK-sd3\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:09012345678@{CORE}>;tag=a1\r\n\
+             To: <sip:op1@desk>;tag={tag}\r\nCall-ID: c1@127.0.0.1\r\nCSeq: 1 ACK\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        ua.handle_message(core(), parse_datagram(ack.as_bytes()).expect("sip"));
+        assert_eq!(
+            ua.poll_event(),
+            Some(UaEvent::Connected {
+                remote: "127.0.0.1:30002".parse().expect("addr"),
+                law: Law::Pcma
+            })
+        );
     }
 
     #[test]

@@ -423,3 +423,34 @@ e2e_both!(
         );
     }
 );
+
+e2e_both!(
+    a_browser_that_falls_silent_mid_call_is_taken_offline,
+    |env| {
+        let (d, web) = setup(&env);
+        let b = operator(&env, &d, &web);
+        let media = UdpSocket::bind("127.0.0.1:0").expect("media");
+        let mut call = carrier_as(
+            &env,
+            &d,
+            "carrier",
+            "carrier_wait_bye.xml",
+            NUMBER,
+            media.local_addr().expect("addr").port(),
+            60_000,
+        );
+        wait_state(&b, &d, "着信中", Duration::from_secs(15));
+        b.click("#phone-answer");
+        wait_state(&b, &d, "通話中", Duration::from_secs(10));
+        // A Wi-Fi drop: the browser stops sending anything at all (no DTLS close, no SCTP
+        // abort). ICE consent runs out and the daemon ends the call by itself.
+        b.signal("-STOP");
+        carrier_done(&env, &d, &mut call);
+        b.signal("-CONT");
+        let text = d.log_text();
+        assert!(text.contains("browser seat offline"), "{text}");
+        let calls = settled_calls(&env, &d);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0]["outcome"], "answered", "{calls:?}");
+    }
+);

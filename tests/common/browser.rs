@@ -273,8 +273,36 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Pids of the Chromium processes of this browser (found by their private profile).
+    pub fn pids(&self) -> Vec<u32> {
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(&marker)
+            })
+            .collect()
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`, `-9`) to each of this browser's processes by pid.
+    pub fn signal(&self, signal: &str) {
+        for pid in self.pids() {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A browser stopped by the test must run again to end its session.
+        self.signal("-CONT");
         let _ = wd_http(
             self.port,
             "DELETE",
@@ -282,17 +310,6 @@ impl Drop for Browser {
             None,
         );
         // Any Chromium process still running with our profile: kill it by pid.
-        let marker = format!("--user-data-dir={}", self.profile.display());
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                    continue;
-                };
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&marker) {
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-            }
-        }
+        self.signal("-9");
     }
 }

@@ -445,7 +445,12 @@ e2e_both!(
         // A Wi-Fi drop: the browser stops sending anything at all (no DTLS close, no SCTP
         // abort). ICE consent runs out and the daemon ends the call by itself.
         b.signal("-STOP");
+        let silent = Instant::now();
         carrier_done(&env, &d, &mut call);
+        eprintln!(
+            "call ended {:?} after the browser fell silent",
+            silent.elapsed()
+        );
         b.signal("-CONT");
         let text = d.log_text();
         assert!(text.contains("browser seat offline"), "{text}");

@@ -340,9 +340,7 @@ e2e_both!(
         wait_state(&b, &d, "着信中", Duration::from_secs(15));
         b.click("#phone-answer");
         wait_state(&b, &d, "通話中", Duration::from_secs(10));
-        // Close the tab: the window's only handle, so navigate away from the page instead of
-        // ending the session (which would kill the browser before we look).
-        b.goto("about:blank");
+        b.close_tab();
         carrier_done(&env, &d, &mut call);
         let calls = settled_calls(&env, &d);
         assert_eq!(calls.len(), 1, "{calls:?}");
@@ -401,7 +399,7 @@ e2e_both!(
         d.cli(&env, &["seat", "resume", "op2"]).ok();
         // The tab goes away while the call rings there: the offer is withdrawn at once (not
         // after the ring timeout) and op2 takes the call.
-        b.goto("about:blank");
+        b.close_tab();
         carrier_done(&env, &d, &mut call);
         assert_eq!(
             phone.wait(Duration::from_secs(10)),

@@ -289,6 +289,23 @@ impl Browser {
             .collect()
     }
 
+    /// Closes the current tab (after opening another, so that the browser lives on) and
+    /// switches to the new one.
+    pub fn close_tab(&self) {
+        let new = self.cmd(
+            "POST",
+            "/window/new",
+            Some(serde_json::json!({ "type": "tab" })),
+        );
+        let handle = new["handle"].as_str().expect("new tab").to_owned();
+        self.cmd("DELETE", "/window", None);
+        self.cmd(
+            "POST",
+            "/window",
+            Some(serde_json::json!({ "handle": handle })),
+        );
+    }
+
     /// Sends `signal` (`-STOP`, `-CONT`, `-9`) to each of this browser's processes by pid.
     pub fn signal(&self, signal: &str) {
         for pid in self.pids() {

@@ -588,6 +588,14 @@ impl Config {
         for (key, message) in self.security.problems() {
             p(key, message);
         }
+        for ip in &self.web.phone_ice_addresses {
+            if ip.is_unspecified() || ip.is_multicast() {
+                p(
+                    "web.phone_ice_addresses",
+                    format!("{ip} is not an address of this host that browsers can reach"),
+                );
+            }
+        }
         if self.media.rtp_port_min >= self.media.rtp_port_max {
             p(
                 "media.rtp_port_min",
@@ -841,6 +849,24 @@ mod tests {
         assert!(keys.contains(&"media.rtp_port_min"));
         assert!(keys.contains(&"sip.udp"));
         assert!(keys.contains(&"ledger.url"));
+    }
+
+    #[test]
+    fn phone_ice_addresses_must_be_host_addresses() {
+        for bad in ["[\"nope\"]", "[\"0.0.0.0\"]", "\"127.0.0.1\""] {
+            let err =
+                load_str(&format!("[web]\nphone_ice_addresses = {bad}\n"), &[]).expect_err(bad);
+            assert!(
+                err.0.iter().any(|p| p.key == "web.phone_ice_addresses"),
+                "{bad}: {err}"
+            );
+        }
+        let ok = load_str(
+            "[web]\nphone_ice_addresses = [\"127.0.0.1\", \"::1\"]\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(ok.web.phone_ice_addresses.len(), 2);
     }
 
     #[test]

@@ -130,6 +130,20 @@ fn wait_state(b: &Browser, d: &Daemon, want: &str, within: Duration) -> String {
     }
 }
 
+/// Posts `body` to /console/phone from the logged-in page (with or without its CSRF token);
+/// returns the HTTP status and the JSON answer.
+fn post_phone(b: &Browser, body: &str, csrf: bool) -> (u64, serde_json::Value) {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         const h = {{ 'Content-Type': 'application/json' }};
+         if ({csrf}) h['X-CSRF-Token'] = document.getElementById('main').dataset.csrf;
+         fetch('/console/phone', {{ method: 'POST', headers: h, body: {body:?} }})
+           .then(async (r) => done([r.status, await r.json().catch(() => null)]));"
+    );
+    let v = b.execute_async(&script);
+    (v[0].as_u64().unwrap_or(0), v[1].clone())
+}
+
 /// The carrier's SIPp (`-d hold_ms` on the line) with its media on `media`.
 fn carrier(env: &Env, d: &Daemon, media: &UdpSocket, hold_ms: u32) -> Proc {
     let aport = media.local_addr().expect("addr").port();
@@ -183,6 +197,9 @@ fn carrier_media(media: &UdpSocket, relay: u16, packets: u16) -> (usize, Vec<i16
     let mut got = 0;
     let mut samples = Vec::new();
     let mut buf = [0u8; 2048];
+    // What arrived before this window (say, before a hold) is not counted.
+    let drained = Instant::now() + Duration::from_secs(2);
+    while media.recv_from(&mut buf).is_ok() && Instant::now() < drained {}
     let start = Instant::now();
     for seq in 0..packets {
         let mut pkt = vec![0x80, 0x00];
@@ -222,6 +239,15 @@ fn carrier_done(env: &Env, d: &Daemon, p: &mut Proc) {
 e2e_both!(browser_answers_a_carrier_call_with_two_way_audio, |env| {
     let (d, web) = setup(&env);
     let b = operator(&env, &d, &web);
+    // Bad signalling is refused with the field named, and changes nothing.
+    let (status, v) = post_phone(&b, r#"{"sdp":"hello"}"#, true);
+    assert_eq!(
+        (status, v["errors"][0]["field"].as_str()),
+        (422, Some("sdp")),
+        "{v}"
+    );
+    let (status, _) = post_phone(&b, r#"{"sdp":"v=0\r\n"}"#, false);
+    assert_eq!(status, 403, "no CSRF token");
     let media = UdpSocket::bind("127.0.0.1:0").expect("media");
     let aport = media.local_addr().expect("addr").port();
     let mut call = carrier(&env, &d, &media, 9000);

@@ -11,12 +11,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::calls::{carrier_as, login_as, queue_log, relay_port, settled_calls, NUMBER};
-use common::peers::{free_sip_port, free_udp_port, scenario, sipp, sipp_trace, Daemon, Proc, OPEN};
+use common::calls::{
+    carrier_as, contractor, login_as, queue_log, relay_port, settled_calls, NUMBER, SEAT_PASSWORD,
+};
+use common::peers::{free_udp_port, scenario, sipp, sipp_trace, Daemon, Proc, OPEN};
 use common::Env;
 use smartdesk::media::tone::goertzel_power;
 
-const SEAT_PASSWORD: &str = "op1-secret-pw";
 const WEB_PASSWORD: &str = "op1-console-pw";
 const GREETING: &str = "はい、株式会社ABCでございます";
 /// Short rings so that the no-answer path ends quickly; a decline retries after 1 s.
@@ -27,34 +28,10 @@ const ACD: &str = "\n[acd]\nring_timeout_s = 5\nretry_no_answer_s = 1\nretry_bus
 /// known web port; returns the daemon and the console's base URL.
 fn setup(env: &Env) -> (Daemon, String) {
     let mut d = Daemon::configure(env);
-    let web = free_sip_port();
+    let web = d.web_on_free_port("phone_ice_addresses = [\"127.0.0.1\"]\n");
     let cfg = std::fs::read_to_string(&d.config).expect("config");
-    let cfg = cfg.replace(
-        "[web]\nlisten = \"127.0.0.1:0\"\n",
-        &format!("[web]\nlisten = \"127.0.0.1:{web}\"\nphone_ice_addresses = [\"127.0.0.1\"]\n"),
-    );
     std::fs::write(&d.config, format!("{cfg}{ACD}")).expect("config");
-    let c = d
-        .cli(
-            env,
-            &[
-                "contractor",
-                "add",
-                "--name",
-                "株式会社ABC",
-                "--greeting",
-                GREETING,
-                "--plan",
-                "SD100",
-                "--start",
-                "2026-11-01",
-                "--json",
-            ],
-        )
-        .ok()
-        .json();
-    let id = c["id"].as_i64().expect("contractor id").to_string();
-    d.cli(env, &["number", "assign", &id, NUMBER]).ok();
+    contractor(env, &d, GREETING);
     d.cli(
         env,
         &[

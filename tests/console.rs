@@ -195,12 +195,8 @@ struct Ports {
 /// retry pauses for the tests.
 fn configure(env: &Env, smtp_port: u16, max_attempts: u32) -> (Daemon, Ports) {
     let d = Daemon::configure(env);
-    let web = common::peers::free_sip_port();
+    let web = d.web_on_free_port("");
     let cfg = std::fs::read_to_string(&d.config).expect("config");
-    let cfg = cfg.replace(
-        "[web]\nlisten = \"127.0.0.1:0\"\n",
-        &format!("[web]\nlisten = \"127.0.0.1:{web}\"\n"),
-    );
     let cfg = format!(
         "{cfg}\n[reports]\nsmtp = \"smtp://127.0.0.1:{smtp_port}\"\nfrom = \"desk@smartdesk.example\"\n\
          max_attempts = {max_attempts}\nretry_initial_ms = 300\nretry_max_ms = 1000\n"

@@ -13,6 +13,20 @@ pub const SEAT_PASSWORD: &str = "op1-secret-pw";
 /// A contractor with a number and a seat, and the daemon running with the clock at `clock`.
 pub fn setup(env: &Env, clock: &str) -> Daemon {
     let mut d = Daemon::configure(env);
+    contractor(
+        env,
+        &d,
+        "お電話ありがとうございます。株式会社ABCでございます。",
+    );
+    d.cli(env, &["seat", "add", "op1", "--password", SEAT_PASSWORD])
+        .ok();
+    d.start(env, clock);
+    d
+}
+
+/// Contractor 株式会社ABC (plan SD100 from 2026-11-01) with `greeting` and the number
+/// [`NUMBER`]; returns its id.
+pub fn contractor(env: &Env, d: &Daemon, greeting: &str) -> String {
     let c = d
         .cli(
             env,
@@ -22,7 +36,7 @@ pub fn setup(env: &Env, clock: &str) -> Daemon {
                 "--name",
                 "株式会社ABC",
                 "--greeting",
-                "お電話ありがとうございます。株式会社ABCでございます。",
+                greeting,
                 "--plan",
                 "SD100",
                 "--start",
@@ -34,10 +48,7 @@ pub fn setup(env: &Env, clock: &str) -> Daemon {
         .json();
     let id = c["id"].as_i64().expect("contractor id").to_string();
     d.cli(env, &["number", "assign", &id, NUMBER]).ok();
-    d.cli(env, &["seat", "add", "op1", "--password", SEAT_PASSWORD])
-        .ok();
-    d.start(env, clock);
-    d
+    id
 }
 
 /// The seat's phone: a SIPp UAS on `port` running `scenario_file`, registered via a second

@@ -203,6 +203,26 @@ fn carrier_media(media: &UdpSocket, relay: u16, packets: u16) -> (usize, Vec<i16
     (got, samples)
 }
 
+/// A carrier call that stays on the line (60 s, until smartdesk sends BYE), answered in the
+/// browser; returns the carrier's SIPp and its media socket.
+fn answered_call(env: &Env, d: &Daemon, b: &Browser) -> (Proc, UdpSocket) {
+    let media = UdpSocket::bind("127.0.0.1:0").expect("media");
+    let aport = media.local_addr().expect("addr").port();
+    let call = carrier_as(
+        env,
+        d,
+        "carrier",
+        "carrier_wait_bye.xml",
+        NUMBER,
+        aport,
+        60_000,
+    );
+    wait_state(b, d, "着信中", Duration::from_secs(15));
+    b.click("#phone-answer");
+    wait_state(b, d, "通話中", Duration::from_secs(10));
+    (call, media)
+}
+
 fn carrier_done(env: &Env, d: &Daemon, p: &mut Proc) {
     assert_eq!(
         p.wait(Duration::from_secs(30)),
@@ -329,20 +349,7 @@ e2e_both!(
     |env| {
         let (d, web) = setup(&env);
         let b = operator(&env, &d, &web);
-        let media = UdpSocket::bind("127.0.0.1:0").expect("media");
-        // The carrier would stay 60 s; the page goes away first and the call must end.
-        let mut call = carrier_as(
-            &env,
-            &d,
-            "carrier",
-            "carrier_wait_bye.xml",
-            NUMBER,
-            media.local_addr().expect("addr").port(),
-            60_000,
-        );
-        wait_state(&b, &d, "着信中", Duration::from_secs(15));
-        b.click("#phone-answer");
-        wait_state(&b, &d, "通話中", Duration::from_secs(10));
+        let (mut call, _media) = answered_call(&env, &d, &b);
         b.close_tab();
         carrier_done(&env, &d, &mut call);
         let calls = settled_calls(&env, &d);
@@ -430,19 +437,7 @@ e2e_both!(
     |env| {
         let (d, web) = setup(&env);
         let b = operator(&env, &d, &web);
-        let media = UdpSocket::bind("127.0.0.1:0").expect("media");
-        let mut call = carrier_as(
-            &env,
-            &d,
-            "carrier",
-            "carrier_wait_bye.xml",
-            NUMBER,
-            media.local_addr().expect("addr").port(),
-            60_000,
-        );
-        wait_state(&b, &d, "着信中", Duration::from_secs(15));
-        b.click("#phone-answer");
-        wait_state(&b, &d, "通話中", Duration::from_secs(10));
+        let (mut call, _media) = answered_call(&env, &d, &b);
         // A Wi-Fi drop: the browser stops sending anything at all (no DTLS close, no SCTP
         // abort). ICE consent runs out and the daemon ends the call by itself.
         b.signal("-STOP");

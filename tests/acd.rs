@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::calls::{carrier_as, contractor, login_as};
+use common::calls::{carrier_as, contractor, login_as, queue_log};
 use common::peers::{free_udp_port, scenario, sipp, sipp_trace, Daemon, Proc, OPEN};
 use common::Env;
 
@@ -106,20 +106,6 @@ fn settled_calls(env: &Env, d: &Daemon, n: usize) -> Vec<serde_json::Value> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-async fn queue_log(env: &Env) -> Vec<smartdesk::ledger::QueueEventRow> {
-    let from = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
-        .expect("date")
-        .to_utc();
-    let to = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
-        .expect("date")
-        .to_utc();
-    env.ledger()
-        .await
-        .queue_events(from, to)
-        .await
-        .expect("queue log")
 }
 
 e2e_both!(

@@ -38,7 +38,7 @@ struct Ports {
 /// retry pauses for the tests.
 fn configure(env: &Env, smtp_port: u16, max_attempts: u32) -> (Daemon, Ports) {
     let d = Daemon::configure(env);
-    let web = d.with_web_port();
+    let web = d.web_on_free_port("");
     let cfg = std::fs::read_to_string(&d.config).expect("config");
     let cfg = format!(
         "{cfg}\n[reports]\nsmtp = \"smtp://127.0.0.1:{smtp_port}\"\nfrom = \"desk@smartdesk.example\"\n\

@@ -153,7 +153,7 @@ async fn get(http: &reqwest::Client, url: &str, cookie: &str) -> (u16, Vec<u8>) 
 
 e2e_both!(contractor_portal_and_admin_view, |env| {
     let mut d = Daemon::configure(&env);
-    let web = d.with_web_port();
+    let web = d.web_on_free_port("");
     let base = format!("http://127.0.0.1:{web}");
     let a = contractor(&env, &d, "株式会社ABC", "2026-10-01", None);
     let b_id = contractor(&env, &d, "有限会社XYZ", "2026-10-01", None);
@@ -469,7 +469,7 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
         .text(&format!("#record-{a_record} .purpose"))
         .contains("見積もり"));
     assert_eq!(br.text("#messages-count"), "1");
-    let played = br.exec_async(
+    let played = br.execute_async(
         "const done = arguments[arguments.length - 1];\
          const a = document.querySelector('audio');\
          a.addEventListener('loadedmetadata', () => done(a.duration));\
@@ -655,7 +655,7 @@ async fn http_login(
 // a password change needs the current password and ends the user's other sessions.
 e2e_both!(portal_refuses_what_it_must, |env| {
     let mut d = Daemon::configure(&env);
-    let web = d.with_web_port();
+    let web = d.web_on_free_port("");
     let base = format!("http://127.0.0.1:{web}");
     let a = contractor(&env, &d, "株式会社ABC", "2026-10-01", None);
     let otp = d

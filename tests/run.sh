@@ -41,10 +41,10 @@ ensure_postgres() {
 ensure_postgres
 need_pkg sipp sip-tester   # SIPp: carrier and seats (tests/seat_register.rs, tests/call_path.rs)
 need_pkg baresip baresip   # a real softphone seat (tests/call_path.rs)
-need_pkg sox sox           # test audio: fax tone, DTMF, speech (tests/call_rules.rs)
+need_pkg sox sox           # test audio: fax tone, DTMF, speech, the browser's fake mic (tests/call_rules.rs, tests/browser_phone.rs)
 need_pkg svmap sipvicious   # SIPVicious scanners against the daemon (tests/security.rs)
 need_pkg systemd-analyze systemd   # `systemd-analyze verify` of the unit (tests/operations.rs)
-need_pkg chromium chromium               # the console and portal in a real browser (tests/console.rs, tests/portal.rs)
+need_pkg chromium chromium               # the console, portal and browser phone in a real browser (tests/console.rs, tests/portal.rs, tests/browser_phone.rs)
 need_pkg chromedriver chromium-driver    # WebDriver for it
 need_pkg runuser util-linux   # a private PostgreSQL cluster as user postgres (tests/storage_faults.rs)
 need_pkg mount mount           # a small tmpfs for SQLite on a full disk (tests/storage_faults.rs)

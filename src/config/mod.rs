@@ -229,6 +229,9 @@ pub struct WebConfig {
     pub session_idle_minutes: u64,
     /// Operators see the records of the calls they handled in this many past hours.
     pub records_hours: u64,
+    /// Addresses the browser phone's ICE host candidates are gathered on (issue #11); empty:
+    /// the SIP advertised address. No STUN or TURN server is ever used.
+    pub phone_ice_addresses: Vec<std::net::IpAddr>,
 }
 
 /// Reports to contractors (issue #7 §3).
@@ -301,6 +304,7 @@ impl Default for Config {
                 listen: DEFAULT_WEB_LISTEN.parse().expect("constant address"),
                 session_idle_minutes: 60,
                 records_hours: 12,
+                phone_ice_addresses: Vec::new(),
             },
             reports: ReportsConfig {
                 smtp: String::new(),
@@ -433,6 +437,7 @@ const SCHEMA: &[(&str, LeafCheck)] = &[
     ("web.listen", check::<SocketAddr>),
     ("web.session_idle_minutes", check::<u64>),
     ("web.records_hours", check::<u64>),
+    ("web.phone_ice_addresses", check::<Vec<std::net::IpAddr>>),
     ("reports.smtp", check::<String>),
     ("reports.from", check::<String>),
     ("reports.max_attempts", check::<u32>),
@@ -590,6 +595,14 @@ impl Config {
         };
         for (key, message) in self.security.problems() {
             p(key, message);
+        }
+        for ip in &self.web.phone_ice_addresses {
+            if ip.is_unspecified() || ip.is_multicast() {
+                p(
+                    "web.phone_ice_addresses",
+                    format!("{ip} is not an address of this host that browsers can reach"),
+                );
+            }
         }
         if self.media.rtp_port_min >= self.media.rtp_port_max {
             p(
@@ -847,6 +860,24 @@ mod tests {
         assert!(keys.contains(&"media.rtp_port_min"));
         assert!(keys.contains(&"sip.udp"));
         assert!(keys.contains(&"ledger.url"));
+    }
+
+    #[test]
+    fn phone_ice_addresses_must_be_host_addresses() {
+        for bad in ["[\"nope\"]", "[\"0.0.0.0\"]", "\"127.0.0.1\""] {
+            let err =
+                load_str(&format!("[web]\nphone_ice_addresses = {bad}\n"), &[]).expect_err(bad);
+            assert!(
+                err.0.iter().any(|p| p.key == "web.phone_ice_addresses"),
+                "{bad}: {err}"
+            );
+        }
+        let ok = load_str(
+            "[web]\nphone_ice_addresses = [\"127.0.0.1\", \"::1\"]\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(ok.web.phone_ice_addresses.len(), 2);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! pure cores and carries their outputs out; no rule is decided here.
 
 pub mod admission;
+pub mod browser_seat;
 pub mod control;
 pub mod media;
 pub mod metrics;

@@ -6,6 +6,8 @@
 //! path one message. New live commands add a variant here and an arm in
 //! `sip::Core::handle_request`.
 
+use std::net::SocketAddr;
+
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,6 +50,15 @@ pub enum CoreRequest {
     RecordSubmitted {
         seat: i64,
         call_row: i64,
+        reply: oneshot::Sender<bool>,
+    },
+    /// A browser seat's user agent (`daemon::browser_seat`) listens at `agent` (`Some`,
+    /// refreshed while the page is connected) or is gone (`None`). Answers whether the seat
+    /// is known.
+    BrowserSeat {
+        seat: String,
+        agent: SocketAddr,
+        online: bool,
         reply: oneshot::Sender<bool>,
     },
 }
@@ -189,6 +200,23 @@ impl CoreHandle {
         self.ask(|reply| CoreRequest::RecordSubmitted {
             seat,
             call_row,
+            reply,
+        })
+        .await
+    }
+
+    /// Attaches (`online`) or detaches a browser seat's agent; answers whether the seat is
+    /// known.
+    pub async fn browser_seat(
+        &self,
+        seat: String,
+        agent: SocketAddr,
+        online: bool,
+    ) -> Result<bool, CoreError> {
+        self.ask(|reply| CoreRequest::BrowserSeat {
+            seat,
+            agent,
+            online,
             reply,
         })
         .await

@@ -809,6 +809,27 @@ impl Core {
             CoreRequest::HangupAll(reply) => {
                 let _ = reply.send(self.endpoint.hang_up_all(now));
             }
+            CoreRequest::BrowserSeat {
+                seat,
+                agent,
+                online,
+                reply,
+            } => {
+                let known = match self.endpoint.unix_now(now) {
+                    Some(unix) if online => self.endpoint.registry_mut().attach_browser(
+                        unix,
+                        &seat,
+                        agent,
+                        unix + super::browser_seat::BINDING_TTL.as_secs(),
+                    ),
+                    _ => {
+                        self.endpoint.registry_mut().detach_browser(&seat, agent);
+                        true
+                    }
+                };
+                self.endpoint.seats_changed(now);
+                let _ = reply.send(known);
+            }
             CoreRequest::Reload(r, reply) => {
                 let r = *r;
                 let result = self

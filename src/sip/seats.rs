@@ -696,6 +696,50 @@ impl SeatRegistry {
         Ok(())
     }
 
+    /// A browser seat (issue #11) is reachable at `target`, the loopback SIP address of the
+    /// daemon's own user agent for it: the call path rings it exactly like a softphone.
+    /// Nothing is written to the ledger (the agent dies with the process) and the binding
+    /// lives until `expires_at` unless refreshed. `false` if the seat has no credentials.
+    pub fn attach_browser(
+        &mut self,
+        now: u64,
+        seat: &str,
+        target: SocketAddr,
+        expires_at: u64,
+    ) -> bool {
+        let Some(seat_id) = self.credentials.get(seat).map(|c| c.seat_id) else {
+            return false;
+        };
+        let contact = browser_contact(seat, target);
+        let restored = self.restore(
+            vec![StoredBinding {
+                seat_id,
+                aor: format!("sip:{seat}@{}", self.domain),
+                contact,
+                source: target,
+                transport: SeatTransport::Udp,
+                call_id: format!("browser-{seat_id}"),
+                cseq: 1,
+                expires_at,
+                q: None,
+                params: String::new(),
+            }],
+            now,
+        );
+        restored == 1
+    }
+
+    /// The browser seat's agent at `target` is gone: its binding goes at once.
+    pub fn detach_browser(&mut self, seat: &str, target: SocketAddr) {
+        let contact = browser_contact(seat, target);
+        if let Some(entries) = self.bindings.get_mut(seat) {
+            entries.retain(|e| !sip_uri_eq(&e.binding.contact_uri, &contact));
+            if entries.is_empty() {
+                self.bindings.remove(seat);
+            }
+        }
+    }
+
     /// All bindings held, reachable or not (for status and tests).
     pub fn binding_count(&self) -> usize {
         self.bindings.values().map(Vec::len).sum()
@@ -736,6 +780,11 @@ fn qvalue(thousandths: u16) -> Option<QValue> {
     } else {
         QValue::parse(&format!("0.{thousandths:03}"))
     }
+}
+
+/// The Contact URI of a browser seat's agent.
+fn browser_contact(seat: &str, target: SocketAddr) -> String {
+    format!("sip:{seat}@{target}")
 }
 
 #[cfg(test)]

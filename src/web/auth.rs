@@ -524,6 +524,7 @@ pub async fn logout(
         return (StatusCode::FORBIDDEN, "CSRF token mismatch").into_response();
     }
     state.sessions.remove(&op.token);
+    state.phones.stop(op.session.seat_id);
     tracing::info!(seat = %op.session.seat, "console logout");
     CONSOLE_LOGIN.with_session("/console/login", SESSION_COOKIE, None)
 }

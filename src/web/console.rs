@@ -75,6 +75,17 @@ pub async fn page(AxState(state): AxState<State>, op: Operator) -> Response {
 </form>
 </header>
 <main id="main" data-csrf="{csrf}">
+<section id="phone" aria-labelledby="phone-title">
+<h2 id="phone-title">ブラウザ電話</h2>
+<p id="phone-state" role="status" aria-live="assertive">未接続（ソフトフォンで受付）</p>
+<button type="button" id="phone-start">ブラウザ電話を開始</button>
+<button type="button" id="phone-answer" hidden>応答（F2）</button>
+<button type="button" id="phone-decline" hidden>拒否（F4）</button>
+<button type="button" id="phone-hangup" hidden>切断（F4）</button>
+<button type="button" id="phone-mute" hidden aria-pressed="false">ミュート</button>
+<button type="button" id="phone-hold" hidden aria-pressed="false">保留</button>
+<audio id="phone-audio" autoplay></audio>
+</section>
 <section id="call" aria-labelledby="call-title">
 <h2 id="call-title">通話</h2>
 <p id="call-state" role="status" aria-live="polite">待機中</p>

@@ -14,6 +14,7 @@
 mod assets;
 mod auth;
 mod console;
+mod phone;
 mod portal;
 
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub struct AppState {
     portal_throttle: auth::Throttle,
     /// Pause state shown on the console, per seat (the ACD owns the real one).
     paused: std::sync::Mutex<std::collections::HashMap<i64, String>>,
+    /// Browser phone sessions (issue #11), one per seat.
+    phones: Arc<crate::daemon::browser_seat::Phones>,
 }
 
 pub type State = Arc<AppState>;
@@ -71,6 +74,7 @@ impl AppState {
             portal_sessions: auth::Sessions::new(idle),
             portal_throttle: auth::Throttle::new("user"),
             paused: Default::default(),
+            phones: Arc::default(),
         })
     }
 }
@@ -87,6 +91,7 @@ pub fn router(state: State) -> Router {
             get(console::records).post(console::submit),
         )
         .route("/console/pause", post(console::pause))
+        .route("/console/phone", post(phone::start))
         .route("/console/resume", post(console::resume))
         .route("/console/app.js", get(assets::js))
         .route("/console/app.css", get(assets::css))

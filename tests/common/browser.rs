@@ -1,4 +1,4 @@
-//! Headless Chromium driven over WebDriver (chromedriver on loopback), for web tests.
+//! A headless Chromium driven over WebDriver (chromedriver, Debian package chromium-driver).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -75,6 +75,11 @@ pub struct Browser {
 
 impl Browser {
     pub fn start(dir: &Path) -> Browser {
+        Browser::start_with(dir, &[])
+    }
+
+    /// A browser with more Chromium switches (fake media devices for the browser phone).
+    pub fn start_with(dir: &Path, extra: &[String]) -> Browser {
         let port = super::peers::free_sip_port();
         let log = std::fs::File::create(dir.join("chromedriver.log")).expect("log");
         let child = Command::new("/usr/bin/chromedriver")
@@ -93,13 +98,24 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = dir.join("chromium-profile");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1000",
+            "--lang=ja",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra.iter().cloned());
         let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,1000", "--lang=ja",
-                         format!("--user-data-dir={}", profile.display())]
+                "args": args,
             }
         }}});
         let v = wd_http(port, "POST", "/session", Some(&caps));
@@ -209,7 +225,7 @@ impl Browser {
         self.cmd("DELETE", "/actions", None);
     }
 
-    /// Clicks the element.
+    /// Clicks the element `css` (which must exist).
     pub fn click(&self, css: &str) {
         let e = self.find(css).unwrap_or_else(|| panic!("no {css}"));
         self.cmd(
@@ -255,8 +271,9 @@ impl Browser {
         v["value"]["value"].as_str().map(str::to_owned)
     }
 
-    /// Runs an async script (its last argument is the callback) and returns its result.
-    pub fn exec_async(&self, script: &str) -> serde_json::Value {
+    /// Runs an asynchronous script: it gets a callback as its last argument and the value
+    /// passed to it is returned.
+    pub fn execute_async(&self, script: &str) -> serde_json::Value {
         self.cmd(
             "POST",
             "/execute/async",
@@ -292,8 +309,53 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Pids of the Chromium processes of this browser (found by their private profile).
+    pub fn pids(&self) -> Vec<u32> {
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(&marker)
+            })
+            .collect()
+    }
+
+    /// Closes the current tab (after opening another, so that the browser lives on) and
+    /// switches to the new one.
+    pub fn close_tab(&self) {
+        let new = self.cmd(
+            "POST",
+            "/window/new",
+            Some(serde_json::json!({ "type": "tab" })),
+        );
+        let handle = new["handle"].as_str().expect("new tab").to_owned();
+        self.cmd("DELETE", "/window", None);
+        self.cmd(
+            "POST",
+            "/window",
+            Some(serde_json::json!({ "handle": handle })),
+        );
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`, `-9`) to each of this browser's processes by pid.
+    pub fn signal(&self, signal: &str) {
+        for pid in self.pids() {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A browser stopped by the test must run again to end its session.
+        self.signal("-CONT");
         let _ = wd_http(
             self.port,
             "DELETE",
@@ -301,17 +363,6 @@ impl Drop for Browser {
             None,
         );
         // Any Chromium process still running with our profile: kill it by pid.
-        let marker = format!("--user-data-dir={}", self.profile.display());
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                    continue;
-                };
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&marker) {
-                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-            }
-        }
+        self.signal("-9");
     }
 }

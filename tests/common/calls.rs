@@ -13,6 +13,18 @@ pub const SEAT_PASSWORD: &str = "op1-secret-pw";
 
 /// A contractor on plan SD100 from `start`, with `number` assigned if given; its id.
 pub fn contractor(env: &Env, d: &Daemon, name: &str, start: &str, number: Option<&str>) -> i64 {
+    contractor_greeting(env, d, name, "お電話ありがとうございます。", start, number)
+}
+
+/// [`contractor`] answered with `greeting`.
+pub fn contractor_greeting(
+    env: &Env,
+    d: &Daemon,
+    name: &str,
+    greeting: &str,
+    start: &str,
+    number: Option<&str>,
+) -> i64 {
     let c = d
         .cli(
             env,
@@ -22,7 +34,7 @@ pub fn contractor(env: &Env, d: &Daemon, name: &str, start: &str, number: Option
                 "--name",
                 name,
                 "--greeting",
-                "お電話ありがとうございます。",
+                greeting,
                 "--plan",
                 "SD100",
                 "--start",
@@ -341,4 +353,19 @@ pub fn assert_counted_once(
         "rows for calls never placed: {invented:?}"
     );
     rows.len()
+}
+
+/// The queue log (offers, answers, declines, no-answers) of November 2026.
+pub async fn queue_log(env: &Env) -> Vec<smartdesk::ledger::QueueEventRow> {
+    let from = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .expect("date")
+        .to_utc();
+    let to = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+        .expect("date")
+        .to_utc();
+    env.ledger()
+        .await
+        .queue_events(from, to)
+        .await
+        .expect("queue log")
 }

@@ -182,14 +182,14 @@ impl Daemon {
         }
     }
 
-    /// Gives the web server a free loopback port (it is off, port 0, by default) and
-    /// returns it.
-    pub fn with_web_port(&self) -> u16 {
+    /// Puts the web console on a free loopback port (returned) with `extra` lines in its
+    /// `[web]` section; the tests that drive a browser need to know where it is.
+    pub fn web_on_free_port(&self, extra: &str) -> u16 {
         let web = free_sip_port();
         let cfg = std::fs::read_to_string(&self.config).expect("config");
         let cfg = cfg.replace(
             "[web]\nlisten = \"127.0.0.1:0\"\n",
-            &format!("[web]\nlisten = \"127.0.0.1:{web}\"\n"),
+            &format!("[web]\nlisten = \"127.0.0.1:{web}\"\n{extra}"),
         );
         std::fs::write(&self.config, cfg).expect("config");
         web

@@ -104,7 +104,7 @@ pub const MESSAGE_PROMPT_MAX: Duration = Duration::from_secs(60);
 /// ([`B2bua::reconcile`]); mismatches are repaired and logged.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 /// Pairs looked at for one allocation when the edge refuses some (held by another process).
-const PORT_TRIES: usize = 16;
+const PORT_TRIES: usize = 256;
 
 /// Where the call path finds registered seats (the registrar).
 pub trait SeatLocator {

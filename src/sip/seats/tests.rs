@@ -697,3 +697,26 @@ fn a_moved_phone_is_reached_at_its_new_contact() {
     assert_eq!(contacts.len(), 2, "{contacts:?}");
     assert_eq!(contacts[0].contact_uri, "sip:op1@198.51.100.7:5062");
 }
+
+#[test]
+fn a_browser_seat_is_reachable_without_a_ledger_row_until_detached_or_expired() {
+    let mut r = registry();
+    let agent = SocketAddr::from(([127, 0, 0, 1], 40000));
+    assert!(!r.attach_browser(T0, "nobody", agent, T0 + 90));
+    assert!(r.attach_browser(T0, "op1", agent, T0 + 90));
+    // Refreshing replaces the binding instead of adding one.
+    assert!(r.attach_browser(T0 + 30, "op1", agent, T0 + 120));
+    assert_eq!(r.binding_count(), 1);
+    let c = r.contacts("op1");
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].dest, Destination::Udp(agent));
+    assert_eq!(c[0].seat_id, 1);
+    assert!(effects(&mut r).is_empty(), "nothing for the ledger");
+    r.detach_browser("op1", agent);
+    assert!(r.contacts("op1").is_empty());
+    assert_eq!(r.registered_seats().count(), 0);
+    // A session that died without detaching is gone at expiry.
+    assert!(r.attach_browser(T0, "op1", agent, T0 + 90));
+    r.handle_timeout(T0 + 90);
+    assert!(r.contacts("op1").is_empty());
+}

@@ -263,3 +263,141 @@
   loadRecords();
   setInterval(loadRecords, 15000);
 })();
+
+// Browser phone (issue #11): WebRTC to the daemon, signalled over POST /console/phone, call
+// control on the connection's "control" data channel. Opt-in per browser (a softphone seat
+// must not also ring here); remembered so that a reload reconnects.
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const main = $("main");
+  const startBtn = $("phone-start");
+  if (!main || !startBtn) return;
+  const csrf = main.dataset.csrf;
+  const btn = { answer: $("phone-answer"), decline: $("phone-decline"), hangup: $("phone-hangup"), mute: $("phone-mute"), hold: $("phone-hold") };
+  const stateEl = $("phone-state");
+  let pc = null, dc = null, mic = null, phase = "off", muted = false, held = false, ringer = null;
+
+  function show(p, label) {
+    phase = p;
+    stateEl.textContent = label;
+    stateEl.className = "phone-" + p;
+    startBtn.hidden = !(p === "off" || p === "error");
+    btn.answer.hidden = btn.decline.hidden = p !== "ringing";
+    btn.hangup.hidden = btn.mute.hidden = btn.hold.hidden = p !== "connected";
+    ring(p === "ringing");
+  }
+
+  // Ring tone made in the page (no media file to fetch): 1 s of 400/450 Hz, 2 s silence.
+  function ring(on) {
+    if (!on) { if (ringer) { ringer.stop(); ringer = null; } return; }
+    if (ringer) return;
+    try {
+      const ctx = new (window.AudioContext || window.webkitAudioContext)();
+      const gain = ctx.createGain();
+      gain.gain.value = 0;
+      gain.connect(ctx.destination);
+      [400, 450].forEach((f) => { const o = ctx.createOscillator(); o.frequency.value = f; o.connect(gain); o.start(); });
+      let n = 0;
+      const t = setInterval(() => { gain.gain.value = (n++ % 3 === 0) ? 0.1 : 0; }, 1000);
+      ringer = { stop: () => { clearInterval(t); ctx.close(); } };
+    } catch (_) { ringer = null; }
+  }
+
+  function send(o) { if (dc && dc.readyState === "open") dc.send(JSON.stringify(o)); }
+
+  function onEvent(ev) {
+    if (ev.event === "ringing") {
+      show("ringing", "着信中：【" + (ev.contractor || "") + "】" + (ev.caller || "") + "　第一声「" + (ev.greeting || "") + "」");
+      btn.answer.focus();
+    } else if (ev.event === "connected") {
+      muted = held = false;
+      if (mic) mic.enabled = true;
+      $("phone-audio").muted = false;
+      btn.mute.setAttribute("aria-pressed", "false");
+      btn.hold.setAttribute("aria-pressed", "false");
+      show("connected", "通話中");
+    } else if (ev.event === "ended" || ev.event === "ready") {
+      show("ready", "受付可能（ブラウザ電話）");
+    } else if (ev.event === "refused") {
+      show("error", "この席はブラウザ電話を使えません。");
+    }
+  }
+
+  function lost() {
+    if (phase === "off" || phase === "error") return;
+    show("error", "ブラウザ電話が切断されました。もう一度開始してください。");
+    if (pc) { try { pc.close(); } catch (_) {} }
+    pc = dc = null;
+  }
+
+  function gathered(c, ms) {
+    return new Promise((resolve) => {
+      if (c.iceGatheringState === "complete") return resolve();
+      const t = setTimeout(resolve, ms);
+      c.addEventListener("icegatheringstatechange", () => {
+        if (c.iceGatheringState === "complete") { clearTimeout(t); resolve(); }
+      });
+    });
+  }
+
+  async function start() {
+    show("starting", "接続中…");
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      mic = stream.getAudioTracks()[0];
+      pc = new RTCPeerConnection({ iceServers: [] });
+      pc.addTrack(mic, stream);
+      dc = pc.createDataChannel("control");
+      dc.onmessage = (e) => { try { onEvent(JSON.parse(e.data)); } catch (_) {} };
+      dc.onopen = () => { localStorage.setItem("smartdesk-phone", "on"); show("starting", "接続中…（席を登録しています）"); };
+      dc.onclose = lost;
+      pc.ontrack = (e) => { $("phone-audio").srcObject = e.streams[0] || new MediaStream([e.track]); };
+      pc.onconnectionstatechange = () => { if (pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) lost(); };
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc, 3000);
+      const r = await fetch("/console/phone", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ sdp: pc.localDescription.sdp }),
+        credentials: "same-origin",
+      });
+      if (r.status === 401) { location.href = "/console/login"; return; }
+      const body = await r.json();
+      if (!body.ok) throw new Error((body.errors || []).map((e) => e.message).join(" "));
+      await pc.setRemoteDescription({ type: "answer", sdp: body.sdp });
+    } catch (e) {
+      if (pc) { try { pc.close(); } catch (_) {} }
+      pc = dc = null;
+      show("error", "ブラウザ電話を開始できません：" + (e && e.message ? e.message : e));
+    }
+  }
+
+  startBtn.addEventListener("click", start);
+  btn.answer.addEventListener("click", () => send({ op: "answer" }));
+  btn.decline.addEventListener("click", () => send({ op: "decline" }));
+  btn.hangup.addEventListener("click", () => send({ op: "hangup" }));
+  btn.mute.addEventListener("click", () => {
+    muted = !muted;
+    if (mic) mic.enabled = !muted && !held;
+    btn.mute.setAttribute("aria-pressed", String(muted));
+    btn.mute.textContent = muted ? "ミュート解除" : "ミュート";
+  });
+  btn.hold.addEventListener("click", () => {
+    held = !held;
+    if (mic) mic.enabled = !muted && !held;
+    $("phone-audio").muted = held;
+    send({ op: "hold", on: held });
+    btn.hold.setAttribute("aria-pressed", String(held));
+    btn.hold.textContent = held ? "保留解除" : "保留";
+    stateEl.textContent = held ? "保留中" : "通話中";
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "F2" && phase === "ringing") { e.preventDefault(); send({ op: "answer" }); }
+    else if (e.key === "F4" && phase === "ringing") { e.preventDefault(); send({ op: "decline" }); }
+    else if (e.key === "F4" && phase === "connected") { e.preventDefault(); send({ op: "hangup" }); }
+  });
+  window.addEventListener("pagehide", () => { if (pc) pc.close(); });
+  // Diagnostics for tests and support: the connection (getStats) and the phase.
+  window.smartdeskPhone = { get pc() { return pc; }, get phase() { return phase; } };
+  if (localStorage.getItem("smartdesk-phone") === "on") start();
+})();

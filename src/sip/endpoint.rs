@@ -653,7 +653,7 @@ impl Endpoint {
     /// When [`Self::handle_timeout`] must next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let layer = self.io.layer.poll_timeout();
-        let calls = self.b2bua.as_ref().and_then(B2bua::poll_timeout);
+        let calls = self.b2bua.as_mut().and_then(B2bua::poll_timeout);
         // A binding expiring at unix second D is due at the instant unix_now() reaches D.
         let registry = self.unix_base.and_then(|(at, unix)| {
             let due = Duration::from_secs(self.registry.poll_timeout()?);

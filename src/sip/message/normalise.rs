@@ -293,13 +293,21 @@ pub(crate) fn field_from_line(line: &[u8]) -> Result<HeaderField, MessageError> 
         return Err(MessageError::bad_header("(line)", "no colon"));
     };
     let (raw_name, raw_value) = line.split_at(colon);
+    field_from_parts(raw_name, raw_value.get(1..).unwrap_or_default())
+}
+
+/// A field from its name and value as they would stand around the colon of one line.
+pub(crate) fn field_from_parts(
+    raw_name: &[u8],
+    raw_value: &[u8],
+) -> Result<HeaderField, MessageError> {
     let raw_name = trim_wsp_bytes(raw_name);
     let name = std::str::from_utf8(raw_name)
         .ok()
         .filter(|n| is_token(n))
         .ok_or_else(|| MessageError::bad_header("(line)", "header name is not a token"))?;
     let name = canonical_name(name);
-    let value = trim_wsp_bytes(raw_value.get(1..).unwrap_or_default());
+    let value = trim_wsp_bytes(raw_value);
     let value = std::str::from_utf8(value)
         .map_err(|_| MessageError::bad_header(&name, "value is not UTF-8"))?;
     check_controls(&name, value)?;

@@ -393,12 +393,20 @@ impl Message {
             .map(|h| h.name.len() + h.value.len() + 4)
             .sum();
         let mut out = Vec::with_capacity(head_len + self.body.len() + 128);
+        // Written piece by piece: this runs for every message sent (no `format!` per line).
         match &self.start {
             StartLine::Request { method, uri } => {
-                out.extend_from_slice(format!("{method} {uri} SIP/2.0\r\n").as_bytes());
+                out.extend_from_slice(method.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri.as_bytes());
+                out.extend_from_slice(b" SIP/2.0\r\n");
             }
             StartLine::Response { code, reason } => {
-                out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+                out.extend_from_slice(b"SIP/2.0 ");
+                push_decimal(&mut out, usize::from(*code));
+                out.push(b' ');
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
         for h in &self.headers {
@@ -407,7 +415,9 @@ impl Message {
             out.extend_from_slice(h.value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut out, self.body.len());
+        out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
         Bytes::from(out)
     }
@@ -550,6 +560,24 @@ impl Message {
         headers.push(field);
         Self::assemble(self.start, headers, body)
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(i..).unwrap_or_default());
 }
 
 /// Validated fields for `headers`, with the limits the parser applies to received lines.

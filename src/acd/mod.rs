@@ -886,23 +886,28 @@ impl Acd {
     }
 
     fn scan_deadline(&self) -> Option<Instant> {
-        let seats = self.seats.values().flat_map(|s| {
-            let a = match s.activity {
-                Activity::Ringing { deadline, .. } => deadline,
-                Activity::WrapUp { until } => Some(until),
-                _ => None,
-            };
-            [a, s.hold_until]
-        });
-        let waiters = self.waiters.values().flat_map(|w| {
-            [
-                Some(w.entered + self.cfg.max_wait),
-                w.skill
-                    .as_ref()
-                    .map(|_| w.entered + self.cfg.skill_fallback),
-            ]
-        });
-        seats.chain(waiters).flatten().min()
+        // A plain loop: this visits every seat after each change, so it stays lean.
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for s in self.seats.values() {
+            match s.activity {
+                Activity::Ringing { deadline, .. } => consider(deadline),
+                Activity::WrapUp { until } => consider(Some(until)),
+                _ => {}
+            }
+            consider(s.hold_until);
+        }
+        for w in self.waiters.values() {
+            consider(Some(w.entered + self.cfg.max_wait));
+            if w.skill.is_some() {
+                consider(Some(w.entered + self.cfg.skill_fallback));
+            }
+        }
+        next
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

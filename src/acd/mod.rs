@@ -351,6 +351,10 @@ pub struct Acd {
     next_seq: u64,
     decisions: VecDeque<Decision>,
     events: VecDeque<QueueEvent>,
+    /// [`Self::poll_timeout`]'s answer while nothing changed (`None`: to be recomputed).
+    /// The call path asks after every input; the scan over all seats runs only after a
+    /// change, which every `&mut self` method except the `poll_*` ones counts as.
+    next_deadline: Option<Option<Instant>>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -367,6 +371,7 @@ impl Acd {
             next_seq: 0,
             decisions: VecDeque::new(),
             events: VecDeque::new(),
+            next_deadline: None,
         }
     }
 
@@ -432,6 +437,7 @@ impl Acd {
     /// The seats that exist (from the ledger) with their skills; seats no longer listed are
     /// forgotten once idle. New seats start offline.
     pub fn set_seats(&mut self, now: Instant, seats: &[(SeatId, String, Vec<String>)]) {
+        self.next_deadline = None;
         let listed: HashSet<SeatId> = seats.iter().map(|(id, _, _)| *id).collect();
         for (id, name, skills) in seats {
             let s = self.seats.entry(*id).or_insert_with(|| Seat {
@@ -458,6 +464,7 @@ impl Acd {
     /// offline while ringing has its offer withdrawn (the caller moves on); one on a call
     /// keeps it (the dialog does not depend on the registration).
     pub fn set_online(&mut self, now: Instant, seat: SeatId, name: &str, online: bool) {
+        self.next_deadline = None;
         if !self.seats.contains_key(&seat) {
             self.set_seats_one(now, seat, name);
         }
@@ -514,6 +521,7 @@ impl Acd {
 
     /// Pauses a seat (`smartdesk seat pause`). An offer ringing now rings on; no new one comes.
     pub fn pause(&mut self, now: Instant, name: &str, reason: &str) -> Result<(), AcdError> {
+        self.next_deadline = None;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(AcdError::EmptyReason);
@@ -528,6 +536,7 @@ impl Acd {
 
     /// Ends a pause (`smartdesk seat resume`); clears the no-answer count.
     pub fn resume(&mut self, now: Instant, name: &str) -> Result<(), AcdError> {
+        self.next_deadline = None;
         let seat = self
             .seat_id(name)
             .ok_or_else(|| AcdError::UnknownSeat(name.to_owned()))?;
@@ -546,6 +555,7 @@ impl Acd {
     /// after: a call or an INVITE the call path really holds comes back from there, and
     /// reconcile offers the seat again.
     pub fn reset(&mut self, now: Instant, name: &str) -> Result<(), AcdError> {
+        self.next_deadline = None;
         let seat = self
             .seat_id(name)
             .ok_or_else(|| AcdError::UnknownSeat(name.to_owned()))?;
@@ -572,6 +582,7 @@ impl Acd {
 
     /// The operator submitted the first-response record: wrap-up ends.
     pub fn wrap_up_done(&mut self, now: Instant, seat: SeatId) -> bool {
+        self.next_deadline = None;
         let wrapping = self
             .seats
             .get(&seat)
@@ -585,6 +596,7 @@ impl Acd {
 
     /// Counters for "calls handled today" start again (the edge calls this at midnight).
     pub fn reset_daily_counts(&mut self) {
+        self.next_deadline = None;
         for s in self.seats.values_mut() {
             s.handled = 0;
         }
@@ -594,6 +606,7 @@ impl Acd {
 
     /// A caller enters the queue. With no seat registered at all it overflows at once.
     pub fn enqueue(&mut self, now: Instant, call: CallKey, contractor: i64, skill: Option<String>) {
+        self.next_deadline = None;
         if self.waiters.contains_key(&call) {
             return;
         }
@@ -621,6 +634,7 @@ impl Acd {
     /// The caller hung up while waiting (or while a seat rang). The ringing seat, if any,
     /// is withdrawn without penalty.
     pub fn abandon(&mut self, now: Instant, call: CallKey) {
+        self.next_deadline = None;
         let Some(position) = self.position(call) else {
             return;
         };
@@ -644,6 +658,7 @@ impl Acd {
     /// The call path dropped `call` for another reason than the caller leaving (a failure):
     /// out of the queue without a log entry; its ringing seat is withdrawn.
     pub fn remove_call(&mut self, call: CallKey) {
+        self.next_deadline = None;
         let Some(w) = self.remove_waiter(call) else {
             return;
         };
@@ -697,6 +712,7 @@ impl Acd {
 
     /// The seat answered `call`: it is on the call, the caller leaves the queue.
     pub fn answered(&mut self, now: Instant, call: CallKey, seat: SeatId) {
+        self.next_deadline = None;
         let offered = matches!(
             self.seats.get(&seat).map(|s| s.activity),
             Some(Activity::Ringing { call: c, deadline: Some(_), .. }) if c == call
@@ -728,6 +744,7 @@ impl Acd {
 
     /// The INVITE to `seat` for `call` ended without an answer (or after we withdrew it).
     pub fn offer_ended(&mut self, now: Instant, call: CallKey, seat: SeatId, end: OfferEnd) {
+        self.next_deadline = None;
         let Some(Activity::Ringing {
             call: c,
             deadline,
@@ -777,6 +794,7 @@ impl Acd {
 
     /// The call `seat` was on has ended: wrap-up starts.
     pub fn call_ended(&mut self, now: Instant, call: CallKey, seat: SeatId) {
+        self.next_deadline = None;
         let on_it = matches!(
             self.seats.get(&seat).map(|s| s.activity),
             Some(Activity::OnCall { call: c }) if c == call
@@ -858,27 +876,42 @@ impl Acd {
     // ------------------------------------------------------------------ time
 
     /// The next instant [`Self::handle_timeout`] has work.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let seats = self.seats.values().flat_map(|s| {
-            let a = match s.activity {
-                Activity::Ringing { deadline, .. } => deadline,
-                Activity::WrapUp { until } => Some(until),
-                _ => None,
-            };
-            [a, s.hold_until]
-        });
-        let waiters = self.waiters.values().flat_map(|w| {
-            [
-                Some(w.entered + self.cfg.max_wait),
-                w.skill
-                    .as_ref()
-                    .map(|_| w.entered + self.cfg.skill_fallback),
-            ]
-        });
-        seats.chain(waiters).flatten().min()
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        if let Some(known) = self.next_deadline {
+            return known;
+        }
+        let next = self.scan_deadline();
+        self.next_deadline = Some(next);
+        next
+    }
+
+    fn scan_deadline(&self) -> Option<Instant> {
+        // A plain loop: this visits every seat after each change, so it stays lean.
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for s in self.seats.values() {
+            match s.activity {
+                Activity::Ringing { deadline, .. } => consider(deadline),
+                Activity::WrapUp { until } => consider(Some(until)),
+                _ => {}
+            }
+            consider(s.hold_until);
+        }
+        for w in self.waiters.values() {
+            consider(Some(w.entered + self.cfg.max_wait));
+            if w.skill.is_some() {
+                consider(Some(w.entered + self.cfg.skill_fallback));
+            }
+        }
+        next
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.next_deadline = None;
         // Ring timeouts: the seat did not answer.
         let rung_out: Vec<(SeatId, CallKey)> = self
             .seats
@@ -937,11 +970,16 @@ impl Acd {
     /// Offers free seats to waiting callers: the longest waiter first; for each, among the
     /// free seats it may take, the one idle longest.
     fn dispatch(&mut self, now: Instant) {
-        let mut free: Vec<SeatId> = self
+        // Most changes leave nobody waiting for an offer: no seat scan then.
+        if self.waiters.values().all(|w| w.offered.is_some()) {
+            return;
+        }
+        // Free seats with what the choice compares, so choosing reads no seat again.
+        let mut free: Vec<(Option<Instant>, SeatId)> = self
             .seats
             .iter()
             .filter(|(_, s)| s.free(now))
-            .map(|(id, _)| *id)
+            .map(|(id, s)| (s.idle_since, *id))
             .collect();
         if free.is_empty() {
             return;
@@ -964,12 +1002,12 @@ impl Acd {
             let best = free
                 .iter()
                 .enumerate()
-                .filter(|(_, id)| {
+                .filter(|(_, (_, id))| {
                     skill.is_none_or(|k| self.seats.get(id).is_some_and(|s| s.has(k)))
                 })
                 // Never idle counts as idlest; then the lower seat id (stable, fair enough).
-                .min_by_key(|(_, id)| (self.seats.get(id).and_then(|s| s.idle_since), **id))
-                .map(|(i, id)| (i, *id));
+                .min_by_key(|(_, key)| **key)
+                .map(|(i, (_, id))| (i, *id));
             let Some((i, seat)) = best else { continue };
             free.swap_remove(i);
             let contractor = w.contractor;
@@ -993,6 +1031,7 @@ impl Acd {
     /// The call path could not even send the INVITE (no route): like an unreachable seat,
     /// without counting a no-answer against the operator.
     pub fn offer_failed(&mut self, now: Instant, call: CallKey, seat: SeatId) {
+        self.next_deadline = None;
         let ringing = matches!(
             self.seats.get(&seat).map(|s| s.activity),
             Some(Activity::Ringing { call: c, .. }) if c == call
@@ -1015,6 +1054,7 @@ impl Acd {
     /// mismatch, logging each repair. Returns the number of repairs. This is what makes a
     /// lost BYE, a crashed softphone or a bug elsewhere unable to leave a seat stuck.
     pub fn reconcile(&mut self, now: Instant, live: &[LiveLeg], calls: &HashSet<CallKey>) -> usize {
+        self.next_deadline = None;
         let mut repairs = 0;
         let mut by_seat: HashMap<SeatId, LiveLeg> = HashMap::new();
         for l in live {

@@ -250,10 +250,12 @@ impl WireBuilder for MessageWire {
 /// The transaction layer's view of a message (§17.1.3, §17.2.3 matching fields).
 pub(crate) fn envelope(m: &Message) -> TsxMessage {
     let via = m.top_via();
-    let sent_by = match via.port() {
-        Some(p) => format!("{}:{p}", via.host()),
-        None => via.host().to_owned(),
-    };
+    let mut sent_by = String::with_capacity(via.host().len() + 6);
+    sent_by.push_str(via.host());
+    if let Some(p) = via.port() {
+        use std::fmt::Write as _;
+        let _ = write!(sent_by, ":{p}");
+    }
     TsxMessage {
         kind: match (m.method(), m.status()) {
             (Some(method), _) => Kind::Request {
@@ -653,7 +655,7 @@ impl Endpoint {
     /// When [`Self::handle_timeout`] must next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let layer = self.io.layer.poll_timeout();
-        let calls = self.b2bua.as_ref().and_then(B2bua::poll_timeout);
+        let calls = self.b2bua.as_mut().and_then(B2bua::poll_timeout);
         // A binding expiring at unix second D is due at the instant unix_now() reaches D.
         let registry = self.unix_base.and_then(|(at, unix)| {
             let due = Duration::from_secs(self.registry.poll_timeout()?);

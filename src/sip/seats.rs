@@ -232,6 +232,9 @@ pub struct SeatRegistry {
     credentials: HashMap<String, Credential>,
     /// Seat name → its bindings. Ordered, so iteration (and the ACD's view) is deterministic.
     bindings: BTreeMap<String, Vec<Entry>>,
+    /// The earliest `expires_at` among the bindings, kept with them (see
+    /// [`Self::bindings_changed`]): the endpoint asks for it after every input.
+    next_expiry: Option<u64>,
     effects: VecDeque<RegistryEffect>,
     /// Effects queued since start: the n-th effect polled is number n.
     emitted: u64,
@@ -280,6 +283,7 @@ impl SeatRegistry {
                 .collect(),
             credentials: HashMap::new(),
             bindings: BTreeMap::new(),
+            next_expiry: None,
             effects: VecDeque::new(),
             emitted: 0,
             auth_failed: false,
@@ -521,6 +525,18 @@ impl SeatRegistry {
         if entries.is_empty() {
             self.bindings.remove(seat);
         }
+        self.bindings_changed();
+    }
+
+    /// Recomputes [`Self::poll_timeout`]'s answer: call after any change to the bindings
+    /// (REGISTERs, expiry, restore are rare next to the calls that ask).
+    fn bindings_changed(&mut self) {
+        self.next_expiry = self
+            .bindings
+            .values()
+            .flatten()
+            .map(|e| e.binding.expires_at)
+            .min();
     }
 
     /// The next ledger write to perform, in order.
@@ -536,15 +552,14 @@ impl SeatRegistry {
 
     /// When the next binding expires (unix seconds): call [`Self::handle_timeout`] then.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.bindings
-            .values()
-            .flatten()
-            .map(|e| e.binding.expires_at)
-            .min()
+        self.next_expiry
     }
 
     /// Drops every binding whose lifetime is over at `now` and queues its removal.
     pub fn handle_timeout(&mut self, now: u64) {
+        if self.next_expiry.is_none_or(|next| next > now) {
+            return;
+        }
         let effects = &mut self.effects;
         let emitted = &mut self.emitted;
         self.bindings.retain(|seat, entries| {
@@ -562,6 +577,7 @@ impl SeatRegistry {
             });
             !entries.is_empty()
         });
+        self.bindings_changed();
     }
 
     /// Start-up: reload the ledger's bindings (no effects are queued). Rows already expired
@@ -615,6 +631,7 @@ impl SeatRegistry {
             }
             n += 1;
         }
+        self.bindings_changed();
         n
     }
 

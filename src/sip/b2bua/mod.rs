@@ -2380,7 +2380,7 @@ impl B2bua {
         }
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
         [
             self.deadlines.peek().map(|Reverse((d, _))| *d),
             self.acd.poll_timeout(),

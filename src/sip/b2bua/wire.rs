@@ -1,26 +1,20 @@
 //! Building the messages the B2BUA originates: responses with headers and bodies, and
 //! requests inside or outside a dialog (RFC 3261 §8.1.1, §12.2.1.1).
 //!
-//! Messages are written as text and parsed back with [`parse_datagram`], so everything we
-//! send passed the same validation as everything we receive; a value that would make an
-//! invalid message (a CR/LF smuggled in through a header we copy) yields `None` instead of
-//! a malformed packet.
+//! Messages are assembled from their parts with [`Message::from_parts`], which validates
+//! them like received input, so everything we send passed the same validation as everything
+//! we receive; a value that would make an invalid message (a CR/LF smuggled in through a
+//! header we copy) yields `None` instead of a malformed packet.
 
 use std::net::SocketAddr;
 
-use crate::sip::message::{parse_datagram, Message};
+use bytes::Bytes;
+
+use crate::sip::message::Message;
 
 /// Our branch prefix: RFC 3261 magic cookie plus a marker that lets us spot our own
 /// requests coming back to us (loop detection, §16.3 item 4 by analogy).
 pub const BRANCH_PREFIX: &str = "z9hG4bK-sd";
-
-/// Writes `name: value` lines.
-fn push_header(out: &mut String, name: &str, value: &str) {
-    out.push_str(name);
-    out.push_str(": ");
-    out.push_str(value);
-    out.push_str("\r\n");
-}
 
 /// A response to `req`: the §8.2.6 copied headers, our To tag (if `to_tag` is given and
 /// the request's To has none), `extra` headers, and an optional SDP body.
@@ -39,35 +33,8 @@ pub fn response(
     if extra.is_empty() && sdp.is_none() {
         return Some(base);
     }
-    // `to_bytes` ends with "Content-Length: 0\r\n\r\n"; replace that tail.
-    let bytes = base.to_bytes();
-    let text = std::str::from_utf8(&bytes).ok()?;
-    let head = text.strip_suffix("Content-Length: 0\r\n\r\n")?;
-    let mut out = String::with_capacity(head.len() + 256);
-    out.push_str(head);
-    for (n, v) in extra {
-        push_header(&mut out, n, v);
-    }
-    finish(out, sdp)
-}
-
-fn finish(mut out: String, sdp: Option<&[u8]>) -> Option<Message> {
-    let mut bytes = match sdp {
-        Some(body) => {
-            push_header(&mut out, "Content-Type", "application/sdp");
-            push_header(&mut out, "Content-Length", &body.len().to_string());
-            out.push_str("\r\n");
-            let mut b = out.into_bytes();
-            b.extend_from_slice(body);
-            b
-        }
-        None => {
-            out.push_str("Content-Length: 0\r\n\r\n");
-            out.into_bytes()
-        }
-    };
-    bytes.shrink_to_fit();
-    parse_datagram(&bytes).ok()
+    let body = sdp.map(|b| ("application/sdp", Bytes::copy_from_slice(b)));
+    base.with_fields(extra, body).ok()
 }
 
 /// Everything a request line and its dialog headers need.
@@ -95,36 +62,37 @@ pub struct RequestSpec<'a> {
 /// Builds a request; `cseq_method` differs from `method` only for CANCEL/ACK building that
 /// reuses an INVITE's number (the method is the same string there too).
 pub fn request(s: &RequestSpec<'_>) -> Option<Message> {
-    let mut out = String::with_capacity(512);
-    out.push_str(s.method);
-    out.push(' ');
-    out.push_str(s.uri);
-    out.push_str(" SIP/2.0\r\n");
-    push_header(
-        &mut out,
-        "Via",
-        &format!(
-            "SIP/2.0/{} {};branch={};rport",
-            s.transport,
-            host_port(s.local),
-            s.branch
-        ),
+    let start = format!("{} {} SIP/2.0", s.method, s.uri);
+    let via = format!(
+        "SIP/2.0/{} {};branch={};rport",
+        s.transport,
+        host_port(s.local),
+        s.branch
     );
-    push_header(&mut out, "Max-Forwards", &s.max_forwards.to_string());
-    push_header(&mut out, "From", s.from);
-    push_header(&mut out, "To", s.to);
-    push_header(&mut out, "Call-ID", s.call_id);
-    push_header(&mut out, "CSeq", &format!("{} {}", s.cseq, s.method));
-    for r in s.routes {
-        push_header(&mut out, "Route", r);
-    }
+    let max_forwards = s.max_forwards.to_string();
+    let cseq = format!("{} {}", s.cseq, s.method);
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(8 + s.routes.len() + s.extra.len());
+    headers.extend([
+        ("Via", via.as_str()),
+        ("Max-Forwards", max_forwards.as_str()),
+        ("From", s.from),
+        ("To", s.to),
+        ("Call-ID", s.call_id),
+        ("CSeq", cseq.as_str()),
+    ]);
+    headers.extend(s.routes.iter().map(|r| ("Route", r.as_str())));
     if let Some(c) = s.contact {
-        push_header(&mut out, "Contact", c);
+        headers.push(("Contact", c));
     }
-    for (n, v) in s.extra {
-        push_header(&mut out, n, v);
-    }
-    finish(out, s.sdp)
+    headers.extend_from_slice(s.extra);
+    let body = match s.sdp {
+        Some(body) => {
+            headers.push(("Content-Type", "application/sdp"));
+            Bytes::copy_from_slice(body)
+        }
+        None => Bytes::new(),
+    };
+    Message::from_parts(&start, &headers, body).ok()
 }
 
 /// `ip:port` with IPv6 bracketed, as Via sent-by and URIs need.
@@ -199,6 +167,7 @@ pub fn uri_user(uri: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::message::parse_datagram;
 
     const INVITE: &str = "INVITE sip:0312345678@192.0.2.1 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKa1\r\n\
@@ -260,6 +229,60 @@ mod tests {
             ..spec
         };
         assert!(request(&evil).is_none());
+    }
+
+    /// Built from parts, a message is exactly what parsing its text gives (the way these
+    /// were built before: written out, then parsed back).
+    #[test]
+    fn built_messages_equal_their_parsed_text() {
+        let local: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n";
+        let routes = vec!["<sip:192.0.2.7;lr>".to_owned()];
+        let spec = RequestSpec {
+            method: "INVITE",
+            uri: "sip:op1@192.0.2.50:5062",
+            transport: "UDP",
+            local,
+            branch: "z9hG4bK-sd1",
+            from: "\"A\" <sip:0901234567@192.0.2.1>;tag=x",
+            to: "<sip:op1@smartdesk>",
+            call_id: "c1@192.0.2.1",
+            cseq: 7,
+            routes: &routes,
+            max_forwards: 69,
+            contact: Some("<sip:smartdesk@192.0.2.1:5060>"),
+            extra: &[("X-Smartdesk-Call", "11")],
+            sdp: Some(sdp),
+        };
+        let built = request(&spec).unwrap();
+        let mut text = "INVITE sip:op1@192.0.2.50:5062 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-sd1;rport\r\nMax-Forwards: 69\r\n\
+            From: \"A\" <sip:0901234567@192.0.2.1>;tag=x\r\nTo: <sip:op1@smartdesk>\r\n\
+            Call-ID: c1@192.0.2.1\r\nCSeq: 7 INVITE\r\nRoute: <sip:192.0.2.7;lr>\r\n\
+            Contact: <sip:smartdesk@192.0.2.1:5060>\r\nX-Smartdesk-Call: 11\r\n\
+            Content-Type: application/sdp\r\n"
+            .to_owned();
+        text.push_str(&format!("Content-Length: {}\r\n\r\n", sdp.len()));
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(sdp);
+        assert_eq!(built, parse_datagram(&bytes).unwrap());
+        assert_eq!(built.to_bytes().as_ref(), bytes.as_slice());
+
+        let req = parse_datagram(INVITE.as_bytes()).unwrap();
+        let contact = [("Contact", "<sip:smartdesk@192.0.2.1:5060>")];
+        let r = response(&req, 200, "OK", Some("t1"), &contact, Some(sdp)).unwrap();
+        assert_eq!(r, parse_datagram(&r.to_bytes()).unwrap());
+        assert_eq!(r.header("Contact"), Some("<sip:smartdesk@192.0.2.1:5060>"));
+        // Limits and injection, as for received input.
+        let long = "a".repeat(crate::sip::message::MAX_HEADER_LINE);
+        assert!(response(&req, 200, "OK", None, &[("X-Long", &long)], None).is_none());
+        assert!(response(&req, 200, "OK", None, &[("X-A", "1\r\nX-B: 2")], None).is_none());
+        assert!(response(&req, 200, "OK", None, &[("X A", "1")], None).is_none());
+        let evil_uri = RequestSpec {
+            uri: "sip:a@b SIP/2.0\r\nX: y",
+            ..spec
+        };
+        assert!(request(&evil_uri).is_none());
     }
 
     #[test]

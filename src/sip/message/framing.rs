@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::error::MessageError;
-use super::normalise::{canonical_name, find, is_wsp, physical_lines, trim_wsp};
+use super::normalise::{find, is_content_length, is_wsp, physical_lines, trim_wsp};
 use super::start_line::looks_like_response;
 use super::Message;
 
@@ -109,8 +109,7 @@ pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, MessageError>
             continue;
         };
         let (name, value) = line.split_at(colon);
-        let name = String::from_utf8_lossy(name);
-        if canonical_name(trim_wsp(&name)) == "Content-Length" {
+        if is_content_length(name) {
             collecting = Some(String::from_utf8_lossy(value.get(1..).unwrap_or_default()).into());
         }
     }

@@ -55,7 +55,9 @@ pub use start_line::Method;
 use fields::{
     check_call_id, list_elements, media_type, parse_bounded, parse_cseq, parse_name_addr, parse_via,
 };
-use normalise::{canonical_name, field_from_line, is_token, split_head, HeaderField};
+use normalise::{
+    canonical_name, field_from_line, field_from_parts, is_token, split_head, HeaderField,
+};
 use start_line::{parse_start_line, uri_scheme, StartLine};
 
 /// A parsed, validated SIP message: what the rest of the daemon handles.
@@ -91,6 +93,52 @@ impl Message {
         let (start, fields) = split_head(head)?;
         let start = parse_start_line(start)?;
         Self::assemble(start, fields, body)
+    }
+
+    /// A message we originate, from its start line, header fields and body: validated like
+    /// received input (the start line, every field's name and value, the header grammar) and
+    /// held to the same limits, but without writing it out and framing it again first, which
+    /// the call path did for every message it built. A CR or LF anywhere is refused: once
+    /// serialised it would split a line (header injection). `Content-Length` is derived from
+    /// the body, as for parsed messages.
+    pub fn from_parts(
+        start_line: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Message, MessageError> {
+        if start_line.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(MessageError::BadRequestLine("bare CR or LF"));
+        }
+        let start = parse_start_line(start_line.as_bytes())?;
+        let mut fields = Vec::with_capacity(headers.len() + 1);
+        push_fields(&mut fields, headers)?;
+        check_size(start_line.len(), &fields, body.len())?;
+        Self::assemble(start, fields, body)
+    }
+
+    /// Appends header fields and, if given, replaces the body and its Content-Type, with the
+    /// validation of [`Self::from_parts`].
+    pub fn with_fields(
+        self,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Bytes)>,
+    ) -> Result<Message, MessageError> {
+        let mut fields = self.headers;
+        push_fields(&mut fields, headers)?;
+        let body = match body {
+            Some((content_type, body)) => {
+                fields.retain(|h| h.name != "Content-Type");
+                push_fields(&mut fields, &[("Content-Type", content_type)])?;
+                body
+            }
+            None => self.body,
+        };
+        let start_len = match &self.start {
+            StartLine::Request { method, uri } => method.as_str().len() + uri.len() + 9,
+            StartLine::Response { reason, .. } => reason.len() + 12,
+        };
+        check_size(start_len, &fields, body.len())?;
+        Self::assemble(self.start, fields, body)
     }
 
     /// Strict validation (RFC 3261 §8.1.1, §20; RFC 4475 §3.1.2, §3.3).
@@ -345,12 +393,20 @@ impl Message {
             .map(|h| h.name.len() + h.value.len() + 4)
             .sum();
         let mut out = Vec::with_capacity(head_len + self.body.len() + 128);
+        // Written piece by piece: this runs for every message sent (no `format!` per line).
         match &self.start {
             StartLine::Request { method, uri } => {
-                out.extend_from_slice(format!("{method} {uri} SIP/2.0\r\n").as_bytes());
+                out.extend_from_slice(method.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri.as_bytes());
+                out.extend_from_slice(b" SIP/2.0\r\n");
             }
             StartLine::Response { code, reason } => {
-                out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+                out.extend_from_slice(b"SIP/2.0 ");
+                push_decimal(&mut out, usize::from(*code));
+                out.push(b' ');
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
         for h in &self.headers {
@@ -359,7 +415,9 @@ impl Message {
             out.extend_from_slice(h.value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut out, self.body.len());
+        out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
         Bytes::from(out)
     }
@@ -502,6 +560,70 @@ impl Message {
         headers.push(field);
         Self::assemble(self.start, headers, body)
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(i..).unwrap_or_default());
+}
+
+/// Validated fields for `headers`, with the limits the parser applies to received lines.
+fn push_fields(
+    fields: &mut Vec<HeaderField>,
+    headers: &[(&str, &str)],
+) -> Result<(), MessageError> {
+    for (name, value) in headers {
+        if name.len() + value.len() + 2 > MAX_HEADER_LINE {
+            return Err(MessageError::HeaderLineTooLong {
+                limit: MAX_HEADER_LINE,
+            });
+        }
+        if fields.len() >= MAX_HEADERS {
+            return Err(MessageError::TooManyHeaders { limit: MAX_HEADERS });
+        }
+        if name
+            .bytes()
+            .chain(value.bytes())
+            .any(|b| b == b'\r' || b == b'\n')
+        {
+            return Err(MessageError::bad_header("(line)", "bare CR or LF"));
+        }
+        fields.push(field_from_parts(name.as_bytes(), value.as_bytes())?);
+    }
+    Ok(())
+}
+
+/// The size limit of [`parse_datagram`] for a message with this start line length, these
+/// fields and this body once serialised (Content-Length line included).
+fn check_size(
+    start_len: usize,
+    fields: &[HeaderField],
+    body_len: usize,
+) -> Result<(), MessageError> {
+    let head: usize = fields
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum();
+    let content_length = "Content-Length: \r\n".len() + body_len.to_string().len();
+    if start_len + 2 + head + content_length + 2 + body_len > MAX_MESSAGE_SIZE {
+        return Err(MessageError::MessageTooLarge {
+            limit: MAX_MESSAGE_SIZE,
+        });
+    }
+    Ok(())
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), MessageError> {

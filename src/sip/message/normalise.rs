@@ -116,17 +116,43 @@ const QUOTED_GRAMMAR: &[&str] = &[
 
 /// The canonical name for a header name as written (compact forms expanded).
 pub(crate) fn canonical_name(raw: &str) -> Cow<'static, str> {
-    let mut chars = raw.chars();
-    if let (Some(c), None) = (chars.next(), chars.next()) {
-        let c = c.to_ascii_lowercase();
+    if let &[b] = raw.as_bytes() {
+        let c = char::from(b.to_ascii_lowercase());
         if let Some((_, full)) = COMPACT_FORMS.iter().find(|(k, _)| *k == c) {
             return Cow::Borrowed(full);
         }
     }
-    match KNOWN_NAMES.iter().find(|k| k.eq_ignore_ascii_case(raw)) {
+    // Only the known names of the same length are compared (a few at most): this runs for
+    // every header line of every message, and for every `Message::header` lookup.
+    let known = known_by_len()
+        .get(raw.len())
+        .and_then(|names| names.iter().find(|k| k.eq_ignore_ascii_case(raw)));
+    match known {
         Some(known) => Cow::Borrowed(known),
         None => Cow::Owned(raw.to_owned()),
     }
+}
+
+/// [`KNOWN_NAMES`] grouped by length (index = length).
+fn known_by_len() -> &'static [Vec<&'static str>] {
+    static BY_LEN: std::sync::OnceLock<Vec<Vec<&'static str>>> = std::sync::OnceLock::new();
+    BY_LEN.get_or_init(|| {
+        let longest = KNOWN_NAMES.iter().map(|n| n.len()).max().unwrap_or(0);
+        let mut by_len = vec![Vec::new(); longest + 1];
+        for name in KNOWN_NAMES {
+            if let Some(slot) = by_len.get_mut(name.len()) {
+                slot.push(*name);
+            }
+        }
+        by_len
+    })
+}
+
+/// Whether `raw` (a header name as written, not yet trimmed) is Content-Length, in full or
+/// compact form: the framing looks for it in every line before the message is split.
+pub(crate) fn is_content_length(raw: &[u8]) -> bool {
+    let name = trim_wsp_bytes(raw);
+    name.eq_ignore_ascii_case(b"l") || name.eq_ignore_ascii_case(b"content-length")
 }
 
 /// RFC 3261 §25.1 `token` characters.
@@ -189,7 +215,19 @@ pub(crate) fn physical_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Position of `needle` in `hay`.
 pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(tail) = hay.get(from..) {
+        let i = from + tail.iter().position(|b| *b == first)?;
+        if hay
+            .get(i + 1..)
+            .is_some_and(|after| after.starts_with(rest))
+        {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+    None
 }
 
 /// Unfolds and canonicalises the header section (RFC 3261 §7.3.1): continuation lines
@@ -200,7 +238,9 @@ pub(crate) fn split_head(head: &[u8]) -> Result<(&[u8], Vec<HeaderField>), Messa
     if start.contains(&b'\r') || start.contains(&b'\n') {
         return Err(MessageError::BadRequestLine("bare CR or LF"));
     }
-    let mut logical: Vec<Vec<u8>> = Vec::new();
+    // A field is its line as received unless continuation lines follow (rare): only then is
+    // it copied to be joined.
+    let mut logical: Vec<Cow<'_, [u8]>> = Vec::with_capacity(16);
     for line in lines {
         if line.contains(&b'\r') || line.contains(&b'\n') {
             return Err(MessageError::bad_header("(line)", "bare CR or LF"));
@@ -215,6 +255,7 @@ pub(crate) fn split_head(head: &[u8]) -> Result<(&[u8], Vec<HeaderField>), Messa
                 };
                 let cont = trim_wsp_bytes(line);
                 if !cont.is_empty() {
+                    let prev = prev.to_mut();
                     while prev.last().is_some_and(|b| is_wsp(*b)) {
                         prev.pop();
                     }
@@ -236,13 +277,13 @@ pub(crate) fn split_head(head: &[u8]) -> Result<(&[u8], Vec<HeaderField>), Messa
                 if logical.len() >= MAX_HEADERS {
                     return Err(MessageError::TooManyHeaders { limit: MAX_HEADERS });
                 }
-                logical.push(line.to_vec());
+                logical.push(Cow::Borrowed(line));
             }
         }
     }
     let fields = logical
-        .into_iter()
-        .map(|l| field_from_line(&l))
+        .iter()
+        .map(|l| field_from_line(l))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((start, fields))
 }
@@ -252,13 +293,21 @@ pub(crate) fn field_from_line(line: &[u8]) -> Result<HeaderField, MessageError> 
         return Err(MessageError::bad_header("(line)", "no colon"));
     };
     let (raw_name, raw_value) = line.split_at(colon);
+    field_from_parts(raw_name, raw_value.get(1..).unwrap_or_default())
+}
+
+/// A field from its name and value as they would stand around the colon of one line.
+pub(crate) fn field_from_parts(
+    raw_name: &[u8],
+    raw_value: &[u8],
+) -> Result<HeaderField, MessageError> {
     let raw_name = trim_wsp_bytes(raw_name);
     let name = std::str::from_utf8(raw_name)
         .ok()
         .filter(|n| is_token(n))
         .ok_or_else(|| MessageError::bad_header("(line)", "header name is not a token"))?;
     let name = canonical_name(name);
-    let value = trim_wsp_bytes(raw_value.get(1..).unwrap_or_default());
+    let value = trim_wsp_bytes(raw_value);
     let value = std::str::from_utf8(value)
         .map_err(|_| MessageError::bad_header(&name, "value is not UTF-8"))?;
     check_controls(&name, value)?;

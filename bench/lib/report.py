@@ -131,6 +131,7 @@ def main():
             "media_relayed_pps": ({"median": md[-1]["max_concurrent"] * 100, "min": 0, "max": 0, "n": 1}
                                   if md and isinstance(md[-1].get("max_concurrent"), int) else None),
             "media_us_per_pkt": agg(md, "best.relay_us_per_pkt"),
+            "media_all_us_per_pkt": agg(md, "best.all_us_per_pkt"),
             "media_jitter_mean_ms": agg(md, "best.jitter_mean_ms"),
             "media_jitter_max_ms": agg(md, "best.jitter_max_ms"),
             "media_return_jitter_mean_ms": agg(md, "best.return_jitter_mean_ms"),
@@ -195,13 +196,14 @@ def main():
             ("concurrent calls relayed, 0 lost", "media_max_concurrent", 0),
             ("packets/s relayed at that N", "media_relayed_pps", 0),
             ("relay CPU per relayed packet, us", "media_us_per_pkt", 2),
+            ("relay + signalling CPU per packet, us", "media_all_us_per_pkt", 2),
             ("jitter at the seat, mean, ms", "media_jitter_mean_ms", 3),
             ("jitter at the seat, worst stream, ms", "media_jitter_max_ms", 3),
             ("added jitter vs RTP direct at same N, ms", "media_added_jitter_ms", 3),
             ("return jitter at the carrier, mean, ms", "media_return_jitter_mean_ms", 3),
             ("setup p50 at that N, ms", "media_setup_p50_ms", 2),
             ("setup p99 at that N, ms", "media_setup_p99_ms", 2),
-            ("signalling server CPU over the step, s", "media_signalling_cpu_s", 2),
+            ("kamailio CPU over the step, s", "media_signalling_cpu_s", 2),
             ("machine busy, %", "media_machine_busy_pct", 0),
         )], [("smartdesk/rtpengine", 1, 0)])
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # smartdesk benchmark: one run measures, on this machine, for
-#   (a) smartdesk: carrier -> smartdesk (B2BUA, SQLite ledger on) -> SIPp seat, and
+#   (a) smartdesk: carrier -> smartdesk (B2BUA, ledger on: SQLite, and PostgreSQL) -> SIPp seat,
 #   (b) Kamailio (Debian, 4 children, tm + registrar/usrloc in memory, record-route) in front
-#       of the same SIPp seat,
+#       of the same SIPp seat, and
+#   (c) Kamailio + rtpengine (Debian, userspace forwarding) anchoring the media,
 # the maximum calls/s with zero failed calls, INVITE->200 p50/p99 at a fixed moderate rate,
-# server CPU per call, memory per held call, and (smartdesk) concurrent G.711 calls relayed
-# without loss; then prints both and their ratio.  See bench/README.md.
+# server CPU per call, memory per held call, start-up time, and concurrent G.711 calls relayed
+# without loss (smartdesk vs rtpengine); then prints them side by side with their ratios.
+# See bench/README.md.
 #
 #   bench/run.sh [--quick] [--only LIST] [--no-build]
-#     --quick      1 repeat, shorter steps and budgets (a smoke run, ~8 min)
-#     --only LIST  comma list of: ceiling,kamailio,smartdesk,memory,media (default: all)
+#     --quick      1 repeat, shorter steps and budgets (a smoke run)
+#     --only LIST  comma list of: ceiling,kamailio,smartdesk,smartdesk_pg,memory,media,
+#                  rtpengine,startup (default: all)
 #     --no-build   use the existing target/release/smartdesk
 # Environment knobs: see the defaults below and bench/README.md.
 set -u
@@ -17,14 +20,15 @@ source "$(dirname "$0")/lib/common.sh"
 source "$LIBDIR/kamailio.sh"
 source "$LIBDIR/smartdesk.sh"
 source "$LIBDIR/hold.sh"
+source "$LIBDIR/rtpengine.sh"
 
-QUICK=0; ONLY=ceiling,kamailio,smartdesk,memory,media; BUILD=1
+QUICK=0; ONLY=ceiling,kamailio,smartdesk,smartdesk_pg,memory,media,rtpengine,startup; BUILD=1
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1 ;;
         --only) ONLY=$2; shift ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
     shift
@@ -65,7 +69,7 @@ log "run dir $RUN_DIR (raw SIPp files of every step; delete at will)"
 
 ensure_packages
 build_helpers "$RUN_DIR/bin"
-if want smartdesk || want memory || want media; then
+if want smartdesk || want smartdesk_pg || want memory || want media || want startup; then
     if [ "$BUILD" = 1 ]; then
         log "cargo build --release"
         (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
@@ -157,25 +161,29 @@ if want kamailio; then
     done
 fi
 
-# ---- (3) smartdesk
-if want smartdesk; then
+# ---- (3) smartdesk, with the ledger on SQLite (server "smartdesk") and on PostgreSQL
+# ("smartdesk_pg": a private database on the local server, created per install, dropped at exit)
+smartdesk_section() {   # smartdesk_section NAME LEDGER
+    local name=$1 r placed answered rows ok
     server_up() { sd_up "$@"; }; server_down() { sd_down "$@"; }
     for r in $(seq "$REPEAT"); do
-        log "== smartdesk repeat $r/$REPEAT"
-        sd_prepare "$RUN_DIR/smartdesk/r$r-install"
-        latency_run smartdesk "$r"
-        search_run smartdesk "$r" "ledger_check=pending"
+        log "== $name repeat $r/$REPEAT (ledger $2)"
+        SD_LEDGER=$2 sd_prepare "$RUN_DIR/$name/r$r-install"
+        latency_run "$name" "$r"
+        search_run "$name" "$r" "ledger=$2 ledger_check=pending"
         # every call that reached smartdesk is one call row: at least every call the carrier
         # saw answered, at most every call it placed (a failed call still counts, SPEC 3)
-        read -r placed answered < <(cat "$RUN_DIR"/smartdesk/r"$r"-latency/summary \
-                "$RUN_DIR"/smartdesk/r"$r"-search/*/summary 2>/dev/null | tr ' ' '\n' \
+        read -r placed answered < <(cat "$RUN_DIR/$name/r$r-latency/summary" \
+                "$RUN_DIR/$name/r$r-search"/*/summary 2>/dev/null | tr ' ' '\n' \
             | awk -F= '$1 == "placed" {p += $2} $1 == "ok" {o += $2} END {print p + 0, o + 0}')
         rows=$(sd_ledger_calls)
         ok=0; [ "$rows" -ge "$answered" ] && [ "$rows" -le "$placed" ] && ok=1
-        log "smartdesk repeat $r: ledger call rows $rows; carrier placed $placed, answered $answered"
+        log "$name repeat $r: ledger call rows $rows; carrier placed $placed, answered $answered"
         sed -i "\$s/ledger_check=pending/ledger_rows=$rows placed=$placed answered=$answered ledger_ok=$ok/" "$RAW"
     done
-fi
+}
+want smartdesk && smartdesk_section smartdesk sqlite
+want smartdesk_pg && smartdesk_section smartdesk_pg postgres
 
 # memory and media hold many calls at once: one install with a seat per held call
 HELD_SEATS=$(( (MEM_CALLS > MEDIA_CAP_N ? MEM_CALLS : MEDIA_CAP_N) + 50 ))
@@ -199,25 +207,66 @@ if want memory; then
     SEAT_RECV_TIMEOUT_MS=$(( HOLD_MS + 15000 ))
 fi
 
-# ---- (5) media: concurrent G.711 calls relayed by smartdesk without loss
+# ---- (5) media: concurrent G.711 calls relayed without loss, smartdesk and rtpengine
+SD_MEDIA_MAX=0; RTPE_MEDIA_MAX=0
+if want media || want rtpengine; then SEAT_RECV_TIMEOUT_MS=$(( MEDIA_HOLD_MS + 15000 )); fi
 if want media; then
-    SEAT_RECV_TIMEOUT_MS=$(( MEDIA_HOLD_MS + 15000 ))
     server_up() { sd_up "$@"; }; server_down() { sd_down "$@"; }
     [ "${HELD_INSTALL:-}" ] || { sd_prepare "$RUN_DIR/smartdesk/held-install" "$HELD_SEATS"; HELD_INSTALL=$SD_ROOT; }
     SD_ROOT=$HELD_INSTALL
     log "== media: smartdesk relay, G.711 both ways"
     search_media smartdesk/media "$MEDIA_START_N" "$MEDIA_CAP_N"
+    SD_MEDIA_MAX=$MEDIA_MAX
     echo "kind=media server=smartdesk repeat=1 max_concurrent=$MEDIA_MAX $(prefixed best. "${MEDIA_BEST_DIR:-/nonexistent}/summary")" >>"$RAW"
-    # harness baseline: the same media load with the RTP going endpoint to endpoint
-    # (Kamailio passes the SDP untouched), at twice what smartdesk reached
-    if [ "${MEDIA_BASELINE:-1}" = 1 ]; then
-        n=$(( MEDIA_MAX > 0 ? MEDIA_MAX * 2 : MEDIA_START_N )); [ "$n" -gt "$MEDIA_CAP_N" ] && n=$MEDIA_CAP_N
-        server_up() { kam_up "$@"; }; server_down() { kam_down "$@"; }
+fi
+# the reference relay: Kamailio (signalling) + rtpengine (userspace forwarding), same load
+if want rtpengine; then
+    server_up() { kamrtpe_up "$@"; }; server_down() { kamrtpe_down "$@"; }
+    log "== media: Kamailio + rtpengine (userspace, $RTPE_THREADS threads), G.711 both ways"
+    search_media rtpengine/media "$MEDIA_START_N" "$MEDIA_CAP_N"
+    RTPE_MEDIA_MAX=$MEDIA_MAX
+    echo "kind=media server=rtpengine repeat=1 max_concurrent=$MEDIA_MAX threads=$RTPE_THREADS $(prefixed best. "${MEDIA_BEST_DIR:-/nonexistent}/summary")" >>"$RAW"
+fi
+# harness baseline: the same media load with the RTP going endpoint to endpoint (Kamailio
+# passes the SDP untouched), at each relay's N (the jitter the relay adds is its jitter minus
+# this one's at the same N) and at twice the larger N (the harness is not the limit)
+if { want media || want rtpengine; } && [ "${MEDIA_BASELINE:-1}" = 1 ]; then
+    server_up() { kam_up "$@"; }; server_down() { kam_down "$@"; }
+    big=$(( SD_MEDIA_MAX > RTPE_MEDIA_MAX ? SD_MEDIA_MAX : RTPE_MEDIA_MAX ))
+    big=$(( big > 0 ? big * 2 : MEDIA_START_N )); [ "$big" -gt "$MEDIA_CAP_N" ] && big=$MEDIA_CAP_N
+    for n in $(printf '%s\n' "$SD_MEDIA_MAX" "$RTPE_MEDIA_MAX" "$big" | awk '$1 > 0 && !s[$1]++'); do
         log "== media harness baseline: $n calls, RTP direct"
-        media_step "$RUN_DIR/kamailio/media-baseline" "$n"
-        p=0; media_passed "$RUN_DIR/kamailio/media-baseline/summary" "$n" && p=1
-        echo "kind=media_baseline server=kamailio repeat=1 pass=$p $(prefixed '' "$RUN_DIR/kamailio/media-baseline/summary")" >>"$RAW"
-    fi
+        media_step "$RUN_DIR/kamailio/media-baseline-n$n" "$n"
+        p=0; media_passed "$RUN_DIR/kamailio/media-baseline-n$n/summary" "$n" && p=1
+        echo "kind=media_baseline server=kamailio repeat=1 pass=$p $(prefixed '' "$RUN_DIR/kamailio/media-baseline-n$n/summary")" >>"$RAW"
+    done
+fi
+
+# ---- (6) start-up time: exec -> answers SIP OPTIONS, exec -> systemd READY=1 (sd_notify)
+if want startup; then
+    STARTUP_REPEAT=${STARTUP_REPEAT:-5}
+    startup_probe() {   # startup_probe NAME PORT CMD...: one record of startup.py's figures
+        local name=$1 port=$2 dir=$RUN_DIR/startup/$1; shift 2
+        mkdir -p "$dir"
+        quiet_gate
+        spawn "$dir/probe.out" python3 "$LIBDIR/startup.py" "$STARTUP_REPEAT" "$port" 30 "$dir/server.log" -- "$@"
+        local p=$LAST_PID
+        wait "$p"; local rc=$?; forget "$p"
+        [ "$rc" = 0 ] || log "start-up probe of $name failed (rc $rc, see $dir)"
+        log "$name start-up: $(tail -1 "$dir/probe.out")"
+        echo "kind=startup server=$name repeat=1 busy_before_pct=$GATE_BUSY_PCT $(tail -1 "$dir/probe.out" | grep '=')" >>"$RAW"
+    }
+    port=$(free_ports 1)
+    startup_probe kamailio "$port" kamailio -f "$BENCH_DIR/kamailio/kamailio.cfg" -DD -E \
+        -n "$KAM_CHILDREN" -l "udp:127.0.0.1:$port" -m "$KAM_SHM_MB" -M 16 -Y "$RUN_DIR/startup" \
+        -A "BENCH_NUMBER=\"$NATIONAL_NUMBER\"" -A "BENCH_SEAT=\"$SEAT_USER\"" -A "BENCH_PASSWORD=\"$SEAT_PASSWORD\""
+    for ledger in sqlite postgres; do
+        name=smartdesk; [ "$ledger" = postgres ] && name=smartdesk_pg
+        SD_LEDGER=$ledger sd_prepare "$RUN_DIR/startup/$name-install" "${STARTUP_SEATS:-$SD_SEATS}"
+        read -r port wport < <(free_ports 2)
+        startup_probe "$name" "$port" "$SMARTDESK_BIN" --config "$SD_ROOT/smartdesk.toml" serve \
+            --sip-listen "127.0.0.1:$port" --http-listen "127.0.0.1:$wport" --clock "$SD_CLOCK"
+    done
 fi
 
 stop_everything

@@ -57,10 +57,14 @@ stop_pid() {
     return 0
 }
 
+# EXIT_HOOKS: functions stop_everything runs after the processes are gone (e.g. dropping the
+# bench's PostgreSQL databases)
+EXIT_HOOKS=()
 stop_everything() {
-    local i
+    local i h
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
     PIDS=()
+    for h in ${EXIT_HOOKS[@]+"${EXIT_HOOKS[@]}"}; do "$h"; done
 }
 
 install_trap() {
@@ -76,6 +80,8 @@ ensure_packages() {
     command -v sipp >/dev/null || missing+=(sip-tester)
     command -v kamailio >/dev/null || missing+=(kamailio)
     command -v sox >/dev/null || missing+=(sox)
+    command -v rtpengine >/dev/null || missing+=(rtpengine-daemon)
+    command -v psql >/dev/null || missing+=(postgresql-client)
     command -v cc >/dev/null || missing+=(gcc libc6-dev)
     command -v ss >/dev/null || missing+=(iproute2)
     command -v ps >/dev/null || missing+=(procps)

@@ -67,9 +67,12 @@ memory_step() {
 }
 
 # media_step DIR N: N calls with G.711 both ways (rtpload gen <-> relay <-> rtpload echo),
-# ramped at N/RAMP_S calls/s, held MEDIA_HOLD_MS.  Writes DIR/summary.
+# ramped at N/RAMP_S calls/s, held MEDIA_HOLD_MS.  Writes DIR/summary.  The relay's CPU is
+# RELAY_PID's when server_up sets it (rtpengine beside Kamailio), else SERVER_PID's (smartdesk
+# relays in-process); the signalling server's CPU is SERVER_PID's.  A server_down that leaves
+# DIR/relay.txt (relay_errors=N ...) adds it to the summary.
 media_step() {
-    local dir=$1 n=$2 hold=${MEDIA_HOLD_MS:-12000} rate gen_pid echo_pid ctl gp ep c0 c1 m0 m1 secs
+    local dir=$1 n=$2 hold=${MEDIA_HOLD_MS:-12000} rate gen_pid echo_pid ctl gp ep c0 c1 k0 k1 m0 m1 secs relay
     mkdir -p "$dir"
     rate=$(( n / ${RAMP_S:-4} )); [ "$rate" -lt 20 ] && rate=20; [ "$rate" -gt 600 ] && rate=600
     secs=$(( n / rate + hold / 1000 + 60 ))
@@ -80,26 +83,32 @@ media_step() {
     spawn "$dir/echo.log" "$RTPLOAD" echo "$ep" "$secs" "$dir/echo.txt"; echo_pid=$LAST_PID
     spawn "$dir/gen.log" "$RTPLOAD" gen "$gp" "$ctl" "$secs" "$dir/gen.txt"; gen_pid=$LAST_PID
     wait_udp "$ep" "$echo_pid" "rtpload echo"; wait_udp "$gp" "$gen_pid" "rtpload gen"
-    c0=$(cpu_ticks "$SERVER_PID"); m0=$(machine_ticks)
+    relay=${RELAY_PID:-$SERVER_PID}
+    c0=$(cpu_ticks "$relay"); k0=$(cpu_ticks "$SERVER_PID"); m0=$(machine_ticks)
     carrier_hold "$dir" carrier_media.xml "$n" "$rate" "$hold" -3pcc "127.0.0.1:$ctl" \
         -key media_port_sdp "$gp" -key stream_ms "$((hold - 500))"
     carrier_summary "$dir" "$rate" "$n"
-    c1=$(cpu_ticks "$SERVER_PID"); m1=$(machine_ticks)
+    c1=$(cpu_ticks "$relay"); k1=$(cpu_ticks "$SERVER_PID"); m1=$(machine_ticks)
     sleep 0.5
     stop_pid "$gen_pid"; stop_pid "$echo_pid"
+    rm -f "$dir/relay.txt"
     server_down "$dir"
-    cat "$dir/gen.txt" "$dir/echo.txt" "$dir/gate" 2>/dev/null | tr '\n' ' ' >>"$dir/summary"
+    # a separate signalling server (Kamailio beside rtpengine): its CPU is reported apart and
+    # added into the "relay + signalling" figure; smartdesk does both in one process
+    if [ "$relay" = "$SERVER_PID" ]; then k0=0; k1=0; rm -f "$dir/sig"
+    else echo "signalling_cpu_s=$(awk -v k="$((k1 - k0))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", k / hz }')" >"$dir/sig"; fi
+    cat "$dir/gen.txt" "$dir/echo.txt" "$dir/gate" "$dir/sig" "$dir/relay.txt" 2>/dev/null | tr '\n' ' ' >>"$dir/summary"
     echo >>"$dir/summary"
     local g e
     g=$dir/summary
     awk -v n="$n" -v hold="$hold" -v sent="$(kv "$g" gen_sent)" -v erx="$(kv "$g" echo_rx)" \
-        -v echoed="$(kv "$g" echoed)" -v grx="$(kv "$g" gen_rx)" -v c="$((c1 - c0))" -v hz="$CLK_TCK" \
+        -v echoed="$(kv "$g" echoed)" -v grx="$(kv "$g" gen_rx)" -v c="$((c1 - c0))" -v k="$((k1 - k0))" -v hz="$CLK_TCK" \
         -v m0="$m0" -v m1="$m1" 'BEGIN {
         split(m0, x, " "); split(m1, y, " ");
         fwd = sent - erx; ret = echoed - grx; relayed = erx + grx;
-        printf "concurrent=%d nominal_pkts=%d lost_fwd=%d lost_ret=%d loss_pct=%.4f relayed_pkts=%d server_cpu_s=%.2f server_us_per_pkt=%.2f machine_busy_pct=%.0f\n",
+        printf "concurrent=%d nominal_pkts=%d lost_fwd=%d lost_ret=%d loss_pct=%.4f relayed_pkts=%d relay_cpu_s=%.2f relay_us_per_pkt=%.2f all_us_per_pkt=%.2f machine_busy_pct=%.0f\n",
             n, n * (hold - 500) / 20, fwd, ret, (sent + echoed) ? 100 * (fwd + ret) / (sent + echoed) : 100,
-            relayed, c / hz, relayed ? c / hz * 1e6 / relayed : 0, 100 * (y[1] - x[1]) / ((y[2] - x[2]) > 0 ? (y[2] - x[2]) : 1) }' >>"$g"
+            relayed, c / hz, relayed ? c / hz * 1e6 / relayed : 0, relayed ? (c + k) / hz * 1e6 / relayed : 0, 100 * (y[1] - x[1]) / ((y[2] - x[2]) > 0 ? (y[2] - x[2]) : 1) }' >>"$g"
 }
 
 # media_passed SUMMARY N: all calls fine and signalling healthy (no SIP retransmission: no
@@ -116,6 +125,7 @@ media_passed() {
     [ "$(kv "$s" lost_ret)" = 0 ] || return 1
     [ "$(kv "$s" gen_sock_drops)" = 0 ] || return 1
     [ "$(kv "$s" echo_sock_drops)" = 0 ] || return 1
+    case $(kv "$s" relay_errors) in ''|0) ;; *) return 1 ;; esac   # rtpengine's own count
     [ "$(kv "$s" gen_streams)" = "$n" ] || return 1
     awk -v a="$(kv "$s" gen_sent)" -v b="$(kv "$s" nominal_pkts)" 'BEGIN { exit !(a + 0 >= 0.95 * b) }'
 }

@@ -7,6 +7,7 @@ KAM_CHILDREN=${KAM_CHILDREN:-4}
 # that is ~90k cells; with less shared memory the proxy fails with "out of mem" long before
 # it runs out of CPU, which is not what this bench measures.
 KAM_SHM_MB=${KAM_SHM_MB:-4096}
+KAM_DEFS=()     # extra -A defines for one start (rtpengine.sh: WITH_RTPENGINE)
 
 kam_up() {
     local dir=$1
@@ -15,7 +16,7 @@ kam_up() {
     spawn "$dir/kamailio.log" kamailio -f "$BENCH_DIR/kamailio/kamailio.cfg" -DD -E \
         -n "$KAM_CHILDREN" -l "udp:127.0.0.1:$KAM_PORT" -m "$KAM_SHM_MB" -M 16 -Y "$dir" \
         -A "BENCH_NUMBER=\"$NATIONAL_NUMBER\"" -A "BENCH_SEAT=\"$SEAT_USER\"" \
-        -A "BENCH_PASSWORD=\"$SEAT_PASSWORD\""
+        -A "BENCH_PASSWORD=\"$SEAT_PASSWORD\"" ${KAM_DEFS[@]+"${KAM_DEFS[@]}"}
     KAM_PID=$LAST_PID
     wait_udp "$KAM_PORT" "$KAM_PID" kamailio
     seat_up "$dir" "$SEAT_PORT" "$SEAT_RECV_TIMEOUT_MS" "${SEAT_LIFETIME_S:-900}" \

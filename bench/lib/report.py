@@ -4,7 +4,8 @@
 usage: report.py RAW_RECORDS OUT_JSON OUT_TXT
 
 RAW_RECORDS has one line per measurement, key=value words (written by run.sh):
-  kind=ceiling|search|latency|memory|media  server=sipp|kamailio|smartdesk  repeat=N ...
+  kind=ceiling|search|latency|memory|media|media_baseline|startup
+  server=sipp|kamailio|smartdesk|smartdesk_pg|rtpengine  repeat=N ...
 Keys prefixed "best." come from the highest passing step of a search, "ref." from the
 fixed-rate latency run.  Repeated measurements are summarised as median (min..max).
 """
@@ -62,18 +63,53 @@ def ratio(a, b, nd=2):
     return ("%%.%df" % nd) % (a["median"] / b["median"])
 
 
+def row(label, cells, unit="", nd=0):
+    return [label] + [fmt(c, unit, nd) for c in cells]
+
+
+def table(lines, header, rows, ratios):
+    """rows: (label, [agg per column], nd); ratios: [(name, i, j)] = column i / column j."""
+    body = []
+    for label, cells, nd in rows:
+        if all(c is None for c in cells):
+            continue
+        body.append([label] + [fmt(c, "", nd) for c in cells] + [ratio(cells[i], cells[j]) for _, i, j in ratios])
+    if not body:
+        return
+    head = header + [name for name, _, _ in ratios]
+    w = [max(len(r[k]) for r in body + [head]) for k in range(len(head))]
+    lines.append("")
+    lines.append("  ".join(h.ljust(w[k]) for k, h in enumerate(head)).rstrip())
+    lines.append("-" * (sum(w) + 2 * (len(w) - 1)))
+    for r in body:
+        lines.append("  ".join(c.ljust(w[k]) for k, c in enumerate(r)).rstrip())
+
+
+SERVERS = ("kamailio", "smartdesk", "smartdesk_pg", "rtpengine")
+
+
 def main():
     raw, out_json, out_txt = sys.argv[1:4]
     recs = [parse(l) for l in open(raw) if l.strip()]
     meta = next((r for r in recs if r.get("kind") == "meta"), {})
     by = lambda kind, server: [r for r in recs if r.get("kind") == kind and r.get("server") == server]
+    base = by("media_baseline", "kamailio")
+
+    def base_jitter(n):
+        # jitter of the RTP-direct baseline at the same number of calls (None if not run)
+        b = [r for r in base if r.get("concurrent") == n]
+        return agg(b, "jitter_mean_ms")
 
     res = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "meta": meta, "servers": {}}
-    for server in ("kamailio", "smartdesk"):
+    for server in SERVERS:
         s, l = by("search", server), by("latency", server)
-        m, md = by("memory", server), by("media", server)
-        if not (s or l or m or md):
+        m, md, st = by("memory", server), by("media", server), by("startup", server)
+        if not (s or l or m or md or st):
             continue
+        added = None
+        if md and base_jitter(md[-1].get("max_concurrent")) and agg(md, "best.jitter_mean_ms"):
+            bj = base_jitter(md[-1].get("max_concurrent"))["median"]
+            added = {"median": agg(md, "best.jitter_mean_ms")["median"] - bj, "min": 0, "max": 0, "n": 1}
         res["servers"][server] = {
             "max_cps": agg(s, "max_cps"),
             "cpu_us_per_call_at_max": agg(s, "best.server_cpu_us_per_call"),
@@ -92,69 +128,100 @@ def main():
             "pss_kb_per_call": agg(m, "pss_kb_per_call"),
             "idle_rss_kb": agg(m, "idle_rss_kb"),
             "media_max_concurrent": agg(md, "max_concurrent"),
-            "media_us_per_pkt": agg(md, "best.server_us_per_pkt"),
+            "media_relayed_pps": ({"median": md[-1]["max_concurrent"] * 100, "min": 0, "max": 0, "n": 1}
+                                  if md and isinstance(md[-1].get("max_concurrent"), int) else None),
+            "media_us_per_pkt": agg(md, "best.relay_us_per_pkt"),
+            "media_all_us_per_pkt": agg(md, "best.all_us_per_pkt"),
             "media_jitter_mean_ms": agg(md, "best.jitter_mean_ms"),
-            "busy_before_pct_max": max(values(s, "best.busy_before_pct") + values(l, "ref.busy_before_pct") or [None],
+            "media_jitter_max_ms": agg(md, "best.jitter_max_ms"),
+            "media_return_jitter_mean_ms": agg(md, "best.return_jitter_mean_ms"),
+            "media_added_jitter_ms": added,
+            "media_setup_p50_ms": agg(md, "best.setup_p50_ms"),
+            "media_setup_p99_ms": agg(md, "best.setup_p99_ms"),
+            "media_signalling_cpu_s": agg(md, "best.signalling_cpu_s"),
+            "media_machine_busy_pct": agg(md, "best.machine_busy_pct"),
+            "startup_sip_ms": agg(st, "sip_ms"),
+            "startup_ready_ms": agg(st, "ready_ms"),
+            "startup_rss_kb": agg(st, "rss_after_start_kb"),
+            "busy_before_pct_max": max(values(s, "best.busy_before_pct") + values(l, "ref.busy_before_pct")
+                                       + values(md, "best.busy_before_pct") or [None],
                                        key=lambda x: -1 if x is None else x),
             "ledger_rows_ok": [r.get("ledger_ok") for r in s if "ledger_ok" in r],
-            "runs": s + l + m + md,
+            "runs": s + l + m + md + st,
         }
     ceil = by("ceiling", "sipp")
     if ceil:
         res["harness_ceiling"] = {"max_cps": agg(ceil, "max_cps"),
                                   "setup_p50_ms_at_max": agg(ceil, "best.setup_p50_ms"),
                                   "runs": ceil}
-    base = by("media_baseline", "kamailio")
     if base:
         res["media_harness_baseline"] = {"runs": base}
     json.dump(res, open(out_json, "w"), indent=1, sort_keys=True)
 
-    K, S = res["servers"].get("kamailio", {}), res["servers"].get("smartdesk", {})
-    g = lambda d, k: d.get(k) if d else None
-    rows = [
-        ("max calls/s, 0 failed (bisection)", "max_cps", "", 0),
-        ("server CPU per call at max, us", "cpu_us_per_call_at_max", "", 0),
-        ("machine busy at max, %", "machine_busy_pct_at_max", "", 0),
-        ("setup p50 at max, ms", "setup_p50_ms_at_max", "", 2),
-        ("setup p99 at max, ms", "setup_p99_ms_at_max", "", 2),
-        ("setup p50 at %s cps, ms" % meta.get("lat_cps", "?"), "setup_p50_ms", "", 3),
-        ("setup p99 at %s cps, ms" % meta.get("lat_cps", "?"), "setup_p99_ms", "", 3),
-        ("BYE->200 p50 at %s cps, ms" % meta.get("lat_cps", "?"), "bye_p50_ms", "", 3),
-        ("server CPU per call at %s cps, us" % meta.get("lat_cps", "?"), "cpu_us_per_call_at_latency_rate", "", 0),
-        ("memory per held call (RSS), KiB", "rss_kb_per_call", "", 2),
-        ("memory per held call (PSS), KiB", "pss_kb_per_call", "", 2),
-        ("idle RSS, KiB", "idle_rss_kb", "", 0),
-        ("G.711 calls relayed, 0 loss", "media_max_concurrent", "", 0),
-        ("server CPU per relayed packet, us", "media_us_per_pkt", "", 2),
-    ]
+    S = res["servers"]
+    col = lambda server, key: S.get(server, {}).get(key)
+    lat = meta.get("lat_cps", "?")
     lines = []
-    w = 40
     lines.append("smartdesk bench  %s  repeats=%s  %s" % (res["generated"], meta.get("repeat", "?"),
                                                            "quick" if meta.get("quick") == 1 else "full"))
-    lines.append("machine: %s, load average at start %s" % (meta.get("machine", "?").replace("_", " "),
+    lines.append("machine: %s, load average at start %s" % (str(meta.get("machine", "?")).replace("_", " "),
                                                           meta.get("load_at_start", "?")))
-    lines.append("")
-    lines.append("%-*s %-26s %-26s %s" % (w, "metric (median (min..max) of repeats)", "kamailio", "smartdesk", "smartdesk/kamailio"))
-    lines.append("-" * (w + 26 + 26 + 20))
-    for label, key, unit, nd in rows:
-        a, b = g(K, key), g(S, key)
-        if a is None and b is None:
-            continue
-        lines.append("%-*s %-26s %-26s %s" % (w, label, fmt(a, unit, nd), fmt(b, unit, nd), ratio(b, a)))
+    lines.append("ratios: > 1 means the first is higher (calls/s: better; CPU, latency, memory, time: worse)")
+
+    # signalling: Kamailio vs smartdesk on SQLite and on PostgreSQL
+    sig = ("kamailio", "smartdesk", "smartdesk_pg")
+    table(lines, ["signalling, median (min..max) of repeats", "kamailio", "smartdesk sqlite", "smartdesk pg"], [
+        (label, [col(x, key) for x in sig], nd) for label, key, nd in (
+            ("max calls/s, 0 failed (bisection)", "max_cps", 0),
+            ("server CPU per call at max, us", "cpu_us_per_call_at_max", 0),
+            ("machine busy at max, %", "machine_busy_pct_at_max", 0),
+            ("setup p50 at max, ms", "setup_p50_ms_at_max", 2),
+            ("setup p99 at max, ms", "setup_p99_ms_at_max", 2),
+            ("setup p50 at %s cps, ms" % lat, "setup_p50_ms", 3),
+            ("setup p99 at %s cps, ms" % lat, "setup_p99_ms", 3),
+            ("BYE->200 p50 at %s cps, ms" % lat, "bye_p50_ms", 3),
+            ("server CPU per call at %s cps, us" % lat, "cpu_us_per_call_at_latency_rate", 0),
+            ("memory per held call (RSS), KiB", "rss_kb_per_call", 2),
+            ("memory per held call (PSS), KiB", "pss_kb_per_call", 2),
+            ("idle RSS, KiB", "idle_rss_kb", 0),
+            ("start-up: exec -> answers OPTIONS, ms", "startup_sip_ms", 1),
+            ("start-up: exec -> READY=1, ms", "startup_ready_ms", 1),
+            ("RSS right after start-up, KiB", "startup_rss_kb", 0),
+        )], [("sqlite/kam", 1, 0), ("pg/kam", 2, 0), ("pg/sqlite", 2, 1)])
+
+    # media: smartdesk's relay vs rtpengine (userspace) behind Kamailio
+    med = ("rtpengine", "smartdesk")
+    table(lines, ["media (G.711 both ways, 0 loss)", "rtpengine", "smartdesk"], [
+        (label, [col(x, key) for x in med], nd) for label, key, nd in (
+            ("concurrent calls relayed, 0 lost", "media_max_concurrent", 0),
+            ("packets/s relayed at that N", "media_relayed_pps", 0),
+            ("relay CPU per relayed packet, us", "media_us_per_pkt", 2),
+            ("relay + signalling CPU per packet, us", "media_all_us_per_pkt", 2),
+            ("jitter at the seat, mean, ms", "media_jitter_mean_ms", 3),
+            ("jitter at the seat, worst stream, ms", "media_jitter_max_ms", 3),
+            ("added jitter vs RTP direct at same N, ms", "media_added_jitter_ms", 3),
+            ("return jitter at the carrier, mean, ms", "media_return_jitter_mean_ms", 3),
+            ("setup p50 at that N, ms", "media_setup_p50_ms", 2),
+            ("setup p99 at that N, ms", "media_setup_p99_ms", 2),
+            ("kamailio CPU over the step, s", "media_signalling_cpu_s", 2),
+            ("machine busy, %", "media_machine_busy_pct", 0),
+        )], [("smartdesk/rtpengine", 1, 0)])
+
     if ceil:
         lines.append("")
         lines.append("harness ceiling (SIPp carrier -> SIPp seat, no server): %s calls/s" % fmt(agg(ceil, "max_cps")))
-    if base:
-        b = base[-1]
-        lines.append("media harness baseline (signalling via kamailio, RTP direct): %s calls, loss %s%%, %s"
-                     % (b.get("concurrent"), b.get("loss_pct"), "PASS" if b.get("pass") == 1 else "FAIL"))
-    for name, d in (("kamailio", K), ("smartdesk", S)):
-        b = d.get("busy_before_pct_max") if d else None
+    for b in base:
+        lines.append("media harness baseline (signalling via kamailio, RTP direct): %s calls, loss %s%%, jitter mean %s ms, %s"
+                     % (b.get("concurrent"), b.get("loss_pct"), b.get("jitter_mean_ms"), "PASS" if b.get("pass") == 1 else "FAIL"))
+    for name in SERVERS:
+        b = col(name, "busy_before_pct_max")
         if b is not None and b > 20:
             lines.append("WARNING: %s figures were measured while other work kept the machine %d%% busy" % (name, b))
-    if S.get("ledger_rows_ok"):
-        lines.append("smartdesk ledger: answered <= call rows <= placed in %d of %d repeats"
-                     % (sum(1 for x in S["ledger_rows_ok"] if x == 1), len(S["ledger_rows_ok"])))
+    for name in ("smartdesk", "smartdesk_pg"):
+        ok = col(name, "ledger_rows_ok")
+        if ok:
+            lines.append("%s ledger: answered <= call rows <= placed in %d of %d repeats"
+                         % (name, sum(1 for x in ok if x == 1), len(ok)))
     lines.append("")
     lines.append("raw steps: %s" % meta.get("run_dir", "?"))
     text = "\n".join(lines) + "\n"

@@ -22,7 +22,34 @@ SD_LOG_LEVEL=${SD_LOG_LEVEL:-warn}
 SD_RTP_MIN=${SD_RTP_MIN:-16000}
 SD_RTP_MAX=${SD_RTP_MAX:-32765}
 
+# Ledger of the installs sd_prepare makes: sqlite (a file in the install's data dir) or
+# postgres (a private database on SD_PG_SERVER, created by sd_prepare and dropped when the run
+# ends: sd_pg_drop is in EXIT_HOOKS).
+SD_LEDGER=${SD_LEDGER:-sqlite}
+SD_PG_SERVER=${SD_PG_SERVER:-postgres://postgres@127.0.0.1:5432}
+SD_PG_DBS=()
+
 sd() { "$SMARTDESK_BIN" --config "$SD_ROOT/smartdesk.toml" "$@"; }
+
+# sd_pg_create: a fresh database for one install; prints its URL
+sd_pg_create() {
+    local db
+    db=smartdesk_bench_$(date +%Y%m%d%H%M%S)_$$_${#SD_PG_DBS[@]}
+    psql "$SD_PG_SERVER/postgres" -v ON_ERROR_STOP=1 -qAtc "CREATE DATABASE $db" >/dev/null \
+        || die "cannot create database $db on $SD_PG_SERVER (is PostgreSQL running?)"
+    SD_PG_DBS+=("$db")
+    SD_LEDGER_URL=$SD_PG_SERVER/$db
+}
+
+sd_pg_drop() {
+    local db
+    for db in ${SD_PG_DBS[@]+"${SD_PG_DBS[@]}"}; do
+        psql "$SD_PG_SERVER/postgres" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 \
+            || log "could not drop database $db"
+    done
+    SD_PG_DBS=()
+}
+EXIT_HOOKS+=(sd_pg_drop)
 
 # sd_prepare ROOT [SEATS]: a fresh, self-contained smartdesk installation under ROOT with
 # SEATS (default SD_SEATS) seats op1..opN, all logged in at every sd_up.
@@ -31,6 +58,12 @@ sd_prepare() {
     SD_SEAT_PORT=
     local nseats=${2:-$SD_SEATS}
     rm -rf "$SD_ROOT"
+    SD_LEDGER_URL=
+    case $SD_LEDGER in
+        sqlite) ;;
+        postgres) sd_pg_create ;;
+        *) die "SD_LEDGER must be sqlite or postgres, not $SD_LEDGER" ;;
+    esac
     mkdir -p "$SD_ROOT/data" "$SD_ROOT/sip-profiles" "$SD_ROOT/prompts"
     cat >"$SD_ROOT/smartdesk.toml" <<EOF
 # written by bench/run.sh
@@ -38,7 +71,7 @@ sd_prepare() {
 data_dir = "$SD_ROOT/data"
 
 [ledger]
-url = ""
+url = "$SD_LEDGER_URL"
 
 [sip]
 # sd_up passes --sip-listen / --http-listen with ports free at that moment

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (or the ones named) for SECONDS each, one after the other, and fails
-# if any of them finds a crash, panic, timeout or out-of-memory. For maintainers; not run by CI.
+# if any of them finds a crash, panic, timeout or out-of-memory. tests/run.sh (CI) runs it for
+# 10 s per target; maintainers run longer campaigns.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]        default: 60 seconds, all targets
 #

@@ -65,3 +65,16 @@ if [ $# = 0 ]; then
   fi
   echo "PostgreSQL tests run: $pg_ran"
 fi
+
+# Fuzzing (issue #10): a short run of every cargo-fuzz target (seeded with the RFC 4475 set
+# and the SDP samples); any crash, hang or runaway allocation fails the suite. Longer
+# campaigns: `bash fuzz/run.sh 600`. SMARTDESK_FUZZ_SECONDS=0 skips it.
+fuzz_s="${SMARTDESK_FUZZ_SECONDS:-10}"
+if [ $# = 0 ] && [ "$fuzz_s" != 0 ]; then
+  need_pkg g++ g++   # libFuzzer is built from source
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+  fi
+  bash fuzz/run.sh "$fuzz_s"
+fi

@@ -292,6 +292,24 @@ impl Ledger {
         Ok(n == 1)
     }
 
+    /// At a start: every pending row is due now. The process before this one may have died
+    /// mid-attempt, leaving its claim's lease (up to a minute) on the row; nobody else works
+    /// on this ledger's outbox (one daemon per ledger), so waiting for it would only delay the
+    /// report. Rows waiting out a backoff are retried at once too: a restart is a retry.
+    /// Returns how many rows were brought forward.
+    pub async fn release_report_claims(&self, now: DateTime<Utc>) -> Result<u64, LedgerError> {
+        Ok(on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $1
+                 WHERE state = 'pending' AND next_attempt_at > $1",
+            )
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected()
+        }))
+    }
+
     /// Records a delivery. `false` if the row was not pending (already delivered or failed).
     pub async fn report_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<bool, LedgerError> {
         let n = on_pool!(self, |p| {
@@ -604,6 +622,20 @@ mod tests {
             .await
             .expect("claim twice"));
         assert_eq!(l.due_reports(now, 10).await.expect("due").len(), 1);
+        // A restart (the claimant died mid-attempt) makes the claimed row due at once; it
+        // is claimed again (the same idempotency key goes out), and only once.
+        assert_eq!(l.release_report_claims(now).await.expect("release"), 1);
+        assert_eq!(l.due_reports(now, 10).await.expect("due").len(), 2);
+        assert!(l
+            .claim_report(due[0].id, now, lease)
+            .await
+            .expect("claim again"));
+        assert!(!l
+            .claim_report(due[0].id, now, lease)
+            .await
+            .expect("claim twice"));
+        assert_eq!(l.release_report_claims(now).await.expect("release"), 1);
+        assert!(l.claim_report(due[0].id, now, lease).await.expect("claim"));
         // Delivered once: a second mark does nothing.
         assert!(l.report_delivered(due[0].id, now).await.expect("mark"));
         assert!(!l

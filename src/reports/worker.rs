@@ -97,6 +97,14 @@ impl Worker {
 
     /// Runs until aborted.
     pub async fn run(self) {
+        match self.ledger.release_report_claims((self.now)()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                reports = n,
+                "pending reports from before the start are due now"
+            ),
+            Err(e) => tracing::warn!(error = %e, "outbox not readable at start; leases run out"),
+        }
         let me = Arc::new(self);
         let slots = Arc::new(Semaphore::new(PARALLEL));
         loop {

@@ -164,15 +164,26 @@ impl Browser {
         v["value"][ELEMENT].as_str().map(str::to_owned)
     }
 
+    /// The text of `css`, empty when there is no such element — also when the page moved on
+    /// between finding it and reading it (a stale element while a form is being submitted).
     pub fn text(&self, css: &str) -> String {
-        match self.find(css) {
-            Some(e) => self
-                .cmd("GET", &format!("/element/{e}/text"), None)
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
-            None => String::new(),
+        let Some(e) = self.find(css) else {
+            return String::new();
+        };
+        let v = wd_http(
+            self.port,
+            "GET",
+            &format!("/session/{}/element/{e}/text", self.session),
+            None,
+        );
+        if v["value"]["error"] == "stale element reference" {
+            return String::new();
         }
+        assert!(
+            v["value"]["error"].is_null(),
+            "WebDriver text of {css}: {v}"
+        );
+        v["value"].as_str().unwrap_or("").to_owned()
     }
 
     pub fn value(&self, css: &str) -> String {

@@ -6,41 +6,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::calls::*;
-use common::peers::{scenario, sipp, sipp_trace, OPEN};
-
-/// Call-IDs for which the carrier's SIPp received a final response with `code`, from its
-/// message trace.
-fn call_ids_with(trace: &str, code: &str) -> BTreeSet<String> {
-    let status = format!("SIP/2.0 {code} ");
-    trace
-        .split("----------------------------------------------- ")
-        .filter(|block| block.contains("message received") && block.contains(&status))
-        .filter_map(|block| {
-            block
-                .lines()
-                .find_map(|l| l.strip_prefix("Call-ID: "))
-                .map(|c| c.trim().to_owned())
-        })
-        .collect()
-}
-
-/// Every Call-ID the carrier sent an INVITE for.
-fn call_ids_sent(trace: &str) -> BTreeSet<String> {
-    trace
-        .split("----------------------------------------------- ")
-        .filter(|block| block.contains("message sent") && block.contains("\nINVITE sip:"))
-        .filter_map(|block| {
-            block
-                .lines()
-                .find_map(|l| l.strip_prefix("Call-ID: "))
-                .map(|c| c.trim().to_owned())
-        })
-        .collect()
-}
+use common::peers::{call_ids, scenario, sipp, trace_msgs, OPEN};
 
 e2e_both!(kill_9_at_random_moments_loses_and_doubles_nothing, |env| {
     let mut d = setup(&env, OPEN);
@@ -84,31 +53,16 @@ e2e_both!(kill_9_at_random_moments_loses_and_doubles_nothing, |env| {
     assert_eq!(kills, 20);
     carrier.wait(Duration::from_secs(90));
     carrier.kill9();
-    let trace = sipp_trace(env.dir.path(), "carrier");
-    let answered = call_ids_with(&trace, "480");
-    let sent = call_ids_sent(&trace);
+    let msgs = trace_msgs(env.dir.path(), "carrier");
+    let answered = call_ids(&msgs, |m| !m.sent && m.status() == Some(480));
+    let sent = call_ids(&msgs, |m| m.sent && m.method() == Some("INVITE"));
     assert!(
         answered.len() > 100,
         "too few calls got through: {}",
         answered.len()
     );
     let calls = settled_calls(&env, &d);
-    let mut rows: BTreeMap<String, usize> = BTreeMap::new();
-    for c in &calls {
-        *rows
-            .entry(c["call_id"].as_str().unwrap_or_default().to_owned())
-            .or_default() += 1;
-        assert_eq!(c["billable"], true, "{c}");
-    }
-    let doubled: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "counted twice: {doubled:?}");
-    let lost: Vec<_> = answered.iter().filter(|c| !rows.contains_key(*c)).collect();
-    assert!(lost.is_empty(), "answered but not counted: {lost:?}");
-    let invented: Vec<_> = rows.keys().filter(|c| !sent.contains(*c)).collect();
-    assert!(
-        invented.is_empty(),
-        "rows for calls never placed: {invented:?}"
-    );
+    let rows = assert_counted_once(&calls, &answered, &sent);
     eprintln!(
         "kill -9 ×{kills}: {} INVITEs sent, {} answered 480, {} rows (answered ⊆ rows, no duplicate)",
         sent.len(),

@@ -1,6 +1,7 @@
 //! A contractor, its number and a seat, the daemon, the operator's phone and the carrier as
 //! SIPp processes: the pieces every call-placing end-to-end test is built from.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,12 @@ pub const SEAT_PASSWORD: &str = "op1-secret-pw";
 
 /// A contractor with a number and a seat, and the daemon running with the clock at `clock`.
 pub fn setup(env: &Env, clock: &str) -> Daemon {
+    setup_with(env, clock, &[])
+}
+
+/// [`setup`] with extra environment variables for the daemon (e.g. short SIP timers:
+/// `SMARTDESK__SIP__T1_MS`).
+pub fn setup_with(env: &Env, clock: &str, vars: &[(&str, &str)]) -> Daemon {
     let mut d = Daemon::configure(env);
     let c = d
         .cli(
@@ -36,35 +43,49 @@ pub fn setup(env: &Env, clock: &str) -> Daemon {
     d.cli(env, &["number", "assign", &id, NUMBER]).ok();
     d.cli(env, &["seat", "add", "op1", "--password", SEAT_PASSWORD])
         .ok();
-    d.start(env, clock);
+    d.start_with(env, clock, vars);
     d
 }
 
 /// The seat's phone: a SIPp UAS on `port` running `scenario_file`, registered via a second
 /// SIPp that logs in with digest auth (Contact = that port).
 pub fn seat(env: &Env, d: &Daemon, label: &str, scenario_file: &str, bport: u16) -> (Proc, u16) {
-    let port = super::peers::free_udp_port();
-    let uas = sipp(
-        env.dir.path(),
+    seat_opts(
+        env,
+        d,
         label,
-        &d.target(),
-        &[
-            "-sf",
-            scenario(scenario_file).to_str().expect("path"),
-            "-p",
-            &port.to_string(),
-            "-key",
-            "bport",
-            &bport.to_string(),
-            "-key",
-            "codec",
-            "0",
-            "-d",
-            "1500",
-            "-m",
-            "1",
-        ],
-    );
+        scenario_file,
+        bport,
+        &["-d", "1500", "-m", "1"],
+    )
+}
+
+/// [`seat`] with SIPp options `opts` instead of one call holding 1.5 s (e.g. `-d`, `-m`,
+/// `-lost`).
+pub fn seat_opts(
+    env: &Env,
+    d: &Daemon,
+    label: &str,
+    scenario_file: &str,
+    bport: u16,
+    opts: &[&str],
+) -> (Proc, u16) {
+    let port = super::peers::free_udp_port();
+    let mut args = vec![
+        "-sf".to_owned(),
+        scenario(scenario_file).to_str().expect("path").to_owned(),
+        "-p".to_owned(),
+        port.to_string(),
+        "-key".to_owned(),
+        "bport".to_owned(),
+        bport.to_string(),
+        "-key".to_owned(),
+        "codec".to_owned(),
+        "0".to_owned(),
+    ];
+    args.extend(opts.iter().map(|o| (*o).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let uas = sipp(env.dir.path(), label, &d.target(), &args);
     login(env, d, port);
     (uas, port)
 }
@@ -242,4 +263,64 @@ pub fn media_sockets() -> (UdpSocket, UdpSocket) {
 
 pub fn port(s: &UdpSocket) -> u16 {
     s.local_addr().expect("addr").port()
+}
+
+/// The counting invariant (SPEC §3): every call in `reached` (the carrier got an answer
+/// that only a counted call gets) has exactly one row, no call has two, every row is a call
+/// in `placed` (the carrier sent its INVITE), and every row is billable (an assigned number
+/// of a contract in force). Returns the rows by Call-ID.
+pub fn assert_counted_once(
+    calls: &[serde_json::Value],
+    reached: &BTreeSet<String>,
+    placed: &BTreeSet<String>,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut rows: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut doubled = Vec::new();
+    for c in calls {
+        let id = c["call_id"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(c["billable"], true, "{c}");
+        if rows.insert(id.clone(), c.clone()).is_some() {
+            doubled.push(id);
+        }
+    }
+    assert!(doubled.is_empty(), "counted twice: {doubled:?}");
+    let lost: Vec<_> = reached.iter().filter(|c| !rows.contains_key(*c)).collect();
+    assert!(lost.is_empty(), "answered but not counted: {lost:?}");
+    let invented: Vec<_> = rows.keys().filter(|c| !placed.contains(*c)).collect();
+    assert!(
+        invented.is_empty(),
+        "rows for calls never placed: {invented:?}"
+    );
+    rows
+}
+
+/// `calls --live --json`: the calls in progress.
+pub fn live_calls(env: &Env, d: &Daemon) -> Vec<serde_json::Value> {
+    let v = d.cli(env, &["calls", "--live", "--json"]).ok().json();
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Polls `status --json` until no call is in progress and no relay port is held (timers
+/// such as Timer F may still run), at most `within`; returns the last status.
+pub fn idle_status(env: &Env, d: &Daemon, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = d.cli(env, &["status", "--json"]).ok().json();
+        let idle =
+            s["calls"].as_array().is_some_and(Vec::is_empty) && s["media"]["rtp_ports_in_use"] == 0;
+        if idle || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The ACD state of seat `name` in `status --json`.
+pub fn seat_state(status: &serde_json::Value, name: &str) -> String {
+    status["seats"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .and_then(|s| s["state"].as_str())
+        .unwrap_or("missing")
+        .to_owned()
 }

@@ -444,6 +444,9 @@ pub struct B2buaStats {
     pub unknown_number: u64,
     /// INVITEs answered 503 because the daemon is shutting down.
     pub refused_draining: u64,
+    /// RTP/RTCP port pairs held: by calls, and by ended calls until their relay closes.
+    pub rtp_ports_in_use: usize,
+    pub rtp_ports_capacity: usize,
 }
 
 /// The call table and its rules.
@@ -541,6 +544,8 @@ impl B2bua {
     pub fn stats(&self) -> B2buaStats {
         B2buaStats {
             calls: self.calls.len(),
+            rtp_ports_in_use: self.ports.in_use(),
+            rtp_ports_capacity: self.ports.capacity(),
             ..self.stats
         }
     }
@@ -762,6 +767,33 @@ impl B2bua {
         if call.phase != Phase::Admitting {
             return;
         }
+        if call.cancelled {
+            // The caller cancelled while its row was being written: leg A has its 487
+            // already; the row gets its outcome now (found by tests/net_faults.rs, CANCEL
+            // right after 100 Trying: the call was dropped before its admission and the row
+            // kept no outcome).
+            let (row, outcome) = match admission {
+                Admission::Unavailable => (None, "failed"),
+                Admission::Reject { row, .. } => (row, "abandoned"),
+                Admission::Announce { row, outcome, .. } => (Some(row), outcome),
+                Admission::Route {
+                    row,
+                    contractor_id,
+                    name,
+                    greeting,
+                    ..
+                } => {
+                    call.contractor = Some((contractor_id, name, greeting));
+                    (Some(row), "abandoned")
+                }
+            };
+            call.row = row;
+            call.outcome = Some(outcome);
+            call.phase = Phase::Ending;
+            self.finish(id, outcome);
+            self.remove_if_done(id);
+            return;
+        }
         match admission {
             Admission::Unavailable => {
                 let retry = LEDGER_RETRY_AFTER_SECS.to_string();
@@ -782,12 +814,8 @@ impl B2bua {
             } => {
                 call.row = row;
                 call.outcome = outcome;
-                if call.cancelled {
-                    call.outcome = Some("abandoned");
-                } else {
-                    let reason = crate::sip::message::reason_phrase(status);
-                    self.fail_a(io, now, id, status, reason, &[]);
-                }
+                let reason = crate::sip::message::reason_phrase(status);
+                self.fail_a(io, now, id, status, reason, &[]);
                 self.finish(id, "failed");
                 self.remove_if_done(id);
             }
@@ -798,11 +826,6 @@ impl B2bua {
             } => {
                 call.row = Some(row);
                 call.outcome = Some(outcome);
-                if call.cancelled {
-                    self.finish(id, outcome);
-                    self.remove_if_done(id);
-                    return;
-                }
                 self.announce(io, now, id, prompt);
             }
             Admission::Route {
@@ -814,11 +837,6 @@ impl B2bua {
             } => {
                 call.row = Some(row);
                 call.contractor = Some((contractor_id, name, greeting));
-                if call.cancelled {
-                    self.finish(id, "abandoned");
-                    self.remove_if_done(id);
-                    return;
-                }
                 if call.a_offer.as_ref().is_some_and(is_fax_only) {
                     // A fax machine offering T.38 straight away: never ring an operator.
                     // Counted (the row is written) and refused, outcome fax (SPEC §3).
@@ -1744,7 +1762,12 @@ impl B2bua {
         let phase = call.phase;
         self.fail_a(io, now, id, 487, "Request Terminated", &[]);
         match phase {
-            Phase::Admitting => {} // finished when the admission arrives
+            // Kept (not Ending) until the admission arrives and finishes the row.
+            Phase::Admitting => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.phase = Phase::Admitting;
+                }
+            }
             Phase::Ringing => {
                 self.finish(id, "abandoned");
                 self.cancel_b(io, now, id);

@@ -596,6 +596,39 @@ fn cancel_while_ringing_cancels_the_seat_and_counts_abandoned() {
 }
 
 #[test]
+fn cancel_while_the_row_is_written_still_finishes_the_row() {
+    // Regression (tests/net_faults.rs): a CANCEL right after 100 Trying, before the
+    // admission, dropped the call; its row, written anyway, never got an outcome.
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.feed(CARRIER, &invite("c9", "1", "", OFFER));
+    let admit = h.take_effects();
+    let [CallEffect::Admit { call, .. }] = admit.as_slice() else {
+        panic!("{admit:?}")
+    };
+    let cancel = invite("c9", "1", "", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let mut st = statuses(&h.feed(CARRIER, &cancel));
+    st.sort();
+    assert_eq!(st, [200, 487]);
+    assert_eq!(h.calls(), 1, "kept until its row is known");
+    let out = h.admit(*call, route(12));
+    assert!(
+        out.is_empty(),
+        "no seat rings for a cancelled call: {out:?}"
+    );
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Finished {
+            outcome: "abandoned",
+            row: 12,
+            ..
+        }
+    )));
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
 fn cancel_before_the_seat_rings_waits_for_its_provisional() {
     let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
     let inv = ring(&mut h, "c2");

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::calls::*;
-use common::peers::{call_ids, scenario, sipp, sipp_trace, trace_msgs, Daemon, TraceMsg, OPEN};
+use common::peers::{call_ids, sipp_trace, trace_msgs, Daemon, TraceMsg, OPEN};
 use common::Env;
 
 /// T1 100 ms, T2 400 ms: 64·T1 = 6.4 s.
@@ -88,18 +88,7 @@ e2e_both!(lost_ack_retransmits_the_200_then_byes_both_legs, |env| {
     let (a, b) = media_sockets();
     let (mut phone, _) = seat(&env, &d, "seat", "seat_answer.xml", port(&b));
     let mut call = carrier(&env, &d, "carrier_no_ack.xml", port(&a), 0);
-    let status = (
-        call.wait(Duration::from_secs(30)),
-        phone.wait(Duration::from_secs(10)),
-    );
-    assert_eq!(
-        status,
-        (Some(0), Some(0)),
-        "{}\n{}\n{}",
-        sipp_trace(env.dir.path(), "carrier"),
-        sipp_trace(env.dir.path(), "seat"),
-        d.log_text()
-    );
+    both_succeed(&env, &d, &mut call, &mut phone, "seat");
     let msgs = trace_msgs(env.dir.path(), "carrier");
     let oks: Vec<&TraceMsg> = msgs
         .iter()
@@ -135,9 +124,28 @@ e2e_both!(lost_ack_retransmits_the_200_then_byes_both_legs, |env| {
     assert_released(&env, &d);
 });
 
-/// A leg that never answers the BYE: Timer E retransmits it (T1 doubling to T2), Timer F
-/// (64·T1) gives up and the dialog and its ports are freed.
-fn lost_bye(env: &Env, d: &Daemon, deaf: &str) {
+/// One answered call in which `deaf` ("seat" or "carrier") never answers the BYE: Timer E
+/// retransmits it (T1 doubling to T2), Timer F (64·T1) gives up, and the dialog and its ports
+/// are freed. The seat runs `seat_scenario` holding `seat_hold_ms`, the carrier
+/// `carrier_scenario` holding `carrier_hold_ms`; a deaf peer stays 9 s, longer than Timer F.
+fn lost_bye(
+    env: &Env,
+    (seat_scenario, seat_hold_ms): (&str, &str),
+    (carrier_scenario, carrier_hold_ms): (&str, u32),
+    deaf: &str,
+) {
+    let d = setup_with(env, OPEN, &FAST_TIMERS);
+    let (a, b) = media_sockets();
+    let (mut phone, _) = seat_opts(
+        env,
+        &d,
+        "seat",
+        seat_scenario,
+        port(&b),
+        &["-d", seat_hold_ms, "-m", "1"],
+    );
+    let mut call = carrier(env, &d, carrier_scenario, port(&a), carrier_hold_ms);
+    both_succeed(env, &d, &mut call, &mut phone, "seat");
     let msgs = trace_msgs(env.dir.path(), deaf);
     let byes: Vec<&TraceMsg> = msgs
         .iter()
@@ -150,45 +158,31 @@ fn lost_bye(env: &Env, d: &Daemon, deaf: &str) {
         sipp_trace(env.dir.path(), deaf)
     );
     assert_t1_t2_schedule("BYE retransmissions", &byes);
-    let calls = counted(env, d, "carrier");
+    let calls = counted(env, &d, "carrier");
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["outcome"], "answered", "{calls:?}");
     assert!(!calls[0]["ended_at"].is_null());
-    assert_released(env, d);
+    assert_released(env, &d);
 }
 
 e2e_both!(seat_ignoring_bye_is_released_after_timer_f, |env| {
-    let d = setup_with(&env, OPEN, &FAST_TIMERS);
-    let (a, b) = media_sockets();
-    // The seat stays deaf for 9 s: longer than Timer F.
-    let (mut phone, _) = seat_opts(
+    // The carrier hangs up after 1 s; the seat is deaf.
+    lost_bye(
         &env,
-        &d,
+        ("seat_ignore_bye.xml", "9000"),
+        ("carrier_call.xml", 1000),
         "seat",
-        "seat_ignore_bye.xml",
-        port(&b),
-        &["-d", "9000", "-m", "1"],
     );
-    let mut call = carrier(&env, &d, "carrier_call.xml", port(&a), 1000);
-    both_succeed(&env, &d, &mut call, &mut phone, "seat");
-    lost_bye(&env, &d, "seat");
 });
 
 e2e_both!(carrier_ignoring_bye_is_released_after_timer_f, |env| {
-    let d = setup_with(&env, OPEN, &FAST_TIMERS);
-    let (a, b) = media_sockets();
-    // The seat hangs up after 1 s; the carrier stays deaf for 9 s.
-    let (mut phone, _) = seat_opts(
+    // The seat hangs up after 1 s; the carrier is deaf.
+    lost_bye(
         &env,
-        &d,
-        "seat",
-        "seat_hangup.xml",
-        port(&b),
-        &["-d", "1000", "-m", "1"],
+        ("seat_hangup.xml", "1000"),
+        ("carrier_ignore_bye.xml", 9000),
+        "carrier",
     );
-    let mut call = carrier(&env, &d, "carrier_ignore_bye.xml", port(&a), 9000);
-    both_succeed(&env, &d, &mut call, &mut phone, "seat");
-    lost_bye(&env, &d, "carrier");
 });
 
 /// One call with `carrier_scenario` against a seat running `seat_scenario`; the carrier must
@@ -322,33 +316,14 @@ e2e_both!(
                 phone_port,
             );
         }
-        let mut carrier = sipp(
-            env.dir.path(),
+        let mut carrier = carrier_opts(
+            &env,
+            &d,
             "carrier",
-            &d.target(),
-            &[
-                "-sf",
-                scenario("carrier_call.xml").to_str().expect("path"),
-                "-s",
-                NUMBER,
-                "-key",
-                "aport",
-                &port(&a).to_string(),
-                "-key",
-                "caller",
-                "09012345678",
-                "-key",
-                "privacy",
-                "X-Test: 1",
-                "-d",
-                "500",
-                "-r",
-                "5",
-                "-m",
-                "120",
-                "-lost",
-                "5",
-            ],
+            "carrier_call.xml",
+            NUMBER,
+            port(&a),
+            &["-d", "500", "-r", "5", "-m", "120", "-lost", "5"],
         );
         carrier.wait(Duration::from_secs(120));
         let msgs = trace_msgs(env.dir.path(), "carrier");

@@ -142,30 +142,48 @@ pub fn carrier_as(
     aport: u16,
     hold_ms: u32,
 ) -> Proc {
-    sipp(
-        env.dir.path(),
+    let hold = hold_ms.to_string();
+    carrier_opts(
+        env,
+        d,
         label,
-        &d.target(),
-        &[
-            "-sf",
-            scenario(scenario_file).to_str().expect("path"),
-            "-s",
-            number,
-            "-key",
-            "aport",
-            &aport.to_string(),
-            "-key",
-            "caller",
-            "09012345678",
-            "-key",
-            "privacy",
-            "X-Test: 1",
-            "-d",
-            &hold_ms.to_string(),
-            "-m",
-            "1",
-        ],
+        scenario_file,
+        number,
+        aport,
+        &["-d", &hold, "-m", "1"],
     )
+}
+
+/// [`carrier_as`] with SIPp options `opts` instead of one call (e.g. `-d`, `-r`, `-m`,
+/// `-lost`).
+pub fn carrier_opts(
+    env: &Env,
+    d: &Daemon,
+    label: &str,
+    scenario_file: &str,
+    number: &str,
+    aport: u16,
+    opts: &[&str],
+) -> Proc {
+    let aport = aport.to_string();
+    let path = scenario(scenario_file);
+    let mut args = vec![
+        "-sf",
+        path.to_str().expect("path"),
+        "-s",
+        number,
+        "-key",
+        "aport",
+        &aport,
+        "-key",
+        "caller",
+        "09012345678",
+        "-key",
+        "privacy",
+        "X-Test: 1",
+    ];
+    args.extend_from_slice(opts);
+    sipp(env.dir.path(), label, &d.target(), &args)
 }
 
 /// The relay port smartdesk put into SDP it sent to a SIPp (the `m=audio` port that is not

@@ -2296,9 +2296,15 @@ impl B2bua {
             }
             return;
         }
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        if notice == MediaNotice::Failed {
+            // The relay never ran (its ports could not be bound) and no Stopped will follow
+            // for it: the ports go back when the call ends (found by bench/soak.sh, where
+            // another process held a port of the range and every such call leaked a pair).
+            call.media_started = false;
+        }
         match notice {
             MediaNotice::PlayFinished if call.phase == Phase::Announcing => {
                 self.bye(io, now, id, Side::A);

@@ -1516,3 +1516,48 @@ fn refused_late_offers_do_not_leak_rtp_ports() {
         h.take_effects();
     }
 }
+
+#[test]
+fn relay_that_failed_to_start_gives_its_ports_back() {
+    // Found by bench/soak.sh: the relay could not bind its ports (another process held one);
+    // the edge reports Failed and at once Stopped, before the call is gone, so the ports
+    // waited for a second Stopped that never comes: leaked for good.
+    for seat_answers in [false, true] {
+        let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+        let inv = ring(&mut h, "f1");
+        assert!(h.ep.b2bua().unwrap().stats().rtp_ports_in_use > 0);
+        h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+        h.ep.handle_media(h.now, 0, MediaNotice::Failed);
+        h.ep.handle_media(h.now, 0, MediaNotice::Stopped);
+        let out = h.drain();
+        assert!(statuses(&out).contains(&500), "{out:?}");
+        let cancel = only(&out, SEAT1)[0].clone();
+        assert_eq!(cancel.method(), Some(&SipMethod::Cancel));
+        h.feed_msg(
+            SEAT1,
+            &wire::response(&cancel, 200, "OK", Some("s1"), &[], None).unwrap(),
+        );
+        if seat_answers {
+            // The seat's 200 crossed the CANCEL: ACK and BYE, and its 200 for the BYE.
+            let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+            let bye = only(&out, SEAT1)
+                .into_iter()
+                .find(|m| m.method() == Some(&SipMethod::Bye))
+                .expect("BYE to the seat")
+                .clone();
+            h.feed_msg(
+                SEAT1,
+                &wire::response(&bye, 200, "OK", None, &[], None).unwrap(),
+            );
+        } else {
+            h.feed_msg(SEAT1, &seat_reply(&inv, 487, "s1", None));
+        }
+        h.advance(Duration::from_secs(40));
+        let stats = h.ep.b2bua().unwrap().stats();
+        assert_eq!(
+            (stats.calls, stats.rtp_ports_in_use),
+            (0, 0),
+            "answers: {seat_answers}"
+        );
+    }
+}

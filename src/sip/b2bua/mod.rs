@@ -1724,8 +1724,29 @@ impl B2bua {
         match purpose {
             Purpose::BInvite => self.seat_failed(io, now, id, key, OfferEnd::Unreachable),
             Purpose::ReInvite => self.fail_reinvite(io, now, id, 408, "Request Timeout"),
-            Purpose::Cancel | Purpose::Bye => {
+            Purpose::Bye => {
                 self.client.remove(key);
+            }
+            Purpose::Cancel => {
+                self.client.remove(key);
+                // §9.1: no final response within 64·T1 of our CANCEL (its Timer F): the
+                // INVITE it cancelled is given up too. Else a phone that went silent after
+                // its 180 (crashed, or a SIPp that aborted on the CANCEL) held the call and
+                // itself `ringing` until its registration expired (found by bench/soak.sh).
+                let stuck: Vec<TsxKey> = self
+                    .calls
+                    .get(&id)
+                    .map(|c| {
+                        c.b.iter()
+                            .chain(c.dying.iter())
+                            .filter(|b| b.cancel_sent && !b.answered)
+                            .map(|b| b.invite_tsx.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for k in stuck {
+                    io.abandon(&k);
+                }
             }
         }
     }

@@ -1561,3 +1561,24 @@ fn relay_that_failed_to_start_gives_its_ports_back() {
         );
     }
 }
+
+#[test]
+fn a_seat_silent_after_its_180_and_our_cancel_is_given_up_after_64_t1() {
+    // Found by bench/soak.sh: the seat's phone sent 180 and then nothing, not even an answer
+    // to our CANCEL; the call stayed `ending` and the seat `ringing` until its registration
+    // expired.
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "s9");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    let cancel = invite("s9", "1", "", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let out = h.feed(CARRIER, &cancel);
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Cancel));
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.calls(), 1, "still waiting within 64·T1");
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.calls(), 0, "given up after 64·T1");
+    let seats = h.ep.acd_snapshot(h.now).seats;
+    assert_ne!(seats[0].state.name(), "ringing");
+}

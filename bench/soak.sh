@@ -137,6 +137,9 @@ seats = sum(1 for x in s.get("seats", []) if x.get("state") == "available")
 print("%d,%d,%d,%d,%d,%d" % (len(s.get("calls", [])), s["media"]["rtp_ports_in_use"],
       s["call_table"], s["sip"]["transactions"], s["requests_outstanding"], seats))')
     echo "$1,$2,${rss:-0},$fds,${thr:-0},$st" >>"$SAMPLES"
+    # what the fds are, by kind (socket, the ledger's files, pipes…), for the leak report
+    ls -l "/proc/$SD_PID/fd" 2>/dev/null | awk 'NR > 1 { t = $NF; sub(/:\[.*/, "", t); sub(/^.*\//, "", t); n[t]++ }
+        END { for (k in n) printf "%s=%d ", k, n[k]; print "" }' >"$DIR/fds-$2.txt"
 }
 refresh_seats() {   # in a subshell: a failed refresh is reported, not fatal
     ( register_seats "$DIR" "127.0.0.1:$SD_PORT" "$SEAT_PORT" "$DIR/seats.csv" ) \
@@ -180,7 +183,7 @@ server_down "$DIR"
 log "carrier: $(tr '\n' ' ' <"$DIR/summary")"
 
 python3 - "$SAMPLES" "$WARMUP_S" "$DIR/summary" "$ROWS" "$STARTUP_MS" "$RUN_DIR/memory/summary" "$RATE" "$MINUTES" <<'PY'
-import csv, sys
+import csv, os, sys
 samples, warmup, summary, rows, startup, memsum, rate, minutes = sys.argv[1:9]
 warmup, rows = int(warmup), int(rows)
 S = list(csv.DictReader(open(samples)))
@@ -214,7 +217,10 @@ for col, slack in (("fds", 4), ("rtp_ports", 8), ("call_table", 8), ("transactio
     if grew:
         problems.append("%s grows under steady load (%d -> %d)" % (col, a, b))
 if after["fds"] > idle["fds"] + 2:
-    problems.append("fds not back to idle: %d -> %d" % (idle["fds"], after["fds"]))
+    d = os.path.dirname(samples)
+    kinds = lambda p: open(os.path.join(d, p)).read().strip() if os.path.exists(os.path.join(d, p)) else "?"
+    problems.append("fds not back to idle: %d -> %d (idle: %s; after: %s)"
+                    % (idle["fds"], after["fds"], kinds("fds-idle.txt"), kinds("fds-after.txt")))
 for col in ("rtp_ports", "call_table", "calls_live", "requests_outstanding"):
     if after[col] != 0:
         problems.append("%s left after the load: %d" % (col, after[col]))

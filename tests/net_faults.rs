@@ -48,11 +48,11 @@ fn assert_t1_t2_schedule(what: &str, copies: &[&TraceMsg]) {
 }
 
 /// The call rows, the carrier's trace, and the invariant for one carrier SIPp: every call
-/// that got a 18x or 2xx has one billable row; no row for a call never placed.
+/// that got a 18x or 2xx to its INVITE has one billable row; no row for a call never placed.
 fn counted(env: &Env, d: &Daemon, label: &str) -> Vec<serde_json::Value> {
     let msgs = trace_msgs(env.dir.path(), label);
     let reached = call_ids(&msgs, |m| {
-        !m.sent && m.status().is_some_and(|s| (101..300).contains(&s))
+        !m.sent && m.cseq.ends_with("INVITE") && m.status().is_some_and(|s| (101..300).contains(&s))
     });
     let placed = call_ids(&msgs, |m| m.sent && m.method() == Some("INVITE"));
     let calls = settled_calls(env, d);

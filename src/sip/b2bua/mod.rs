@@ -768,8 +768,8 @@ impl B2bua {
             return;
         }
         if call.cancelled {
-            // The caller cancelled while its row was being written: leg A has its 487
-            // already; the row gets its outcome now (found by tests/net_faults.rs, CANCEL
+            // The caller cancelled while its row was being written: now that it is durable,
+            // leg A gets its 487 and the row its outcome (found by tests/net_faults.rs, CANCEL
             // right after 100 Trying: the call was dropped before its admission and the row
             // kept no outcome).
             let (row, outcome) = match admission {
@@ -789,7 +789,7 @@ impl B2bua {
             };
             call.row = row;
             call.outcome = Some(outcome);
-            call.phase = Phase::Ending;
+            self.fail_a(io, now, id, 487, "Request Terminated", &[]);
             self.finish(id, outcome);
             self.remove_if_done(id);
             return;
@@ -1781,14 +1781,13 @@ impl B2bua {
         };
         call.cancelled = true;
         let phase = call.phase;
-        self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+        if phase != Phase::Admitting {
+            self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+        }
         match phase {
-            // Kept (not Ending) until the admission arrives and finishes the row.
-            Phase::Admitting => {
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.phase = Phase::Admitting;
-                }
-            }
+            // Nothing beyond 100 Trying before the row is durable: the 487 goes out when the
+            // admission arrives (handle_admission), which also finishes the row.
+            Phase::Admitting => {}
             Phase::Ringing => {
                 self.finish(id, "abandoned");
                 self.cancel_b(io, now, id);

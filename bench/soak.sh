@@ -147,12 +147,16 @@ refresh_seats() {   # in a subshell: a failed refresh is reported, not fatal
 }
 # settle PHASE: wait until every call ended and every relay port is back (bounded: BYE/CANCEL
 # timers are 64*T1 = 32 s), then 40 s more for the last transactions (Timer J/K), and sample.
+# The seats keep re-registering meanwhile (their bindings expire after REG_EXPIRES s).
 settle() {
-    for _ in $(seq 90); do
+    local i
+    for i in $(seq 90); do
         sample $(( $(date +%s) - ${T0:-$(date +%s)} )) drain
         tail -1 "$SAMPLES" | awk -F, '{ exit !($6 == 0 && $7 == 0 && $8 == 0) }' && break
+        [ $((i % 25)) = 0 ] && refresh_seats
         sleep 1
     done
+    refresh_seats
     sleep 40
     sample $(( $(date +%s) - ${T0:-$(date +%s)} )) "$1"
 }
@@ -165,6 +169,7 @@ carrier_summary "$DIR/warmup" "$RATE" "$(( RATE * 30 ))"
 settle idle
 CALLS=$(( RATE * DURATION_S ))
 log "soak: $RATE calls/s for $MINUTES min ($CALLS calls, hold $HOLD_MS ms), seats re-register every $((REG_EXPIRES / 2)) s (expiry $REG_EXPIRES s), sample every $SAMPLE_S s"
+refresh_seats
 carrier_hold "$DIR" carrier.xml "$CALLS" "$RATE" "$HOLD_MS" -key media_port_sdp "${CARRIER_MEDIA_PORT:-40000}"
 T0=$(date +%s); next_reg=$((T0 + REG_EXPIRES / 2)); next_log=$((T0 + 60))
 while kill -0 "$CARRIER_PID" 2>/dev/null; do

@@ -121,9 +121,9 @@ DIR=$RUN_DIR/soak
 mkdir -p "$DIR"
 server_up "$DIR"
 SAMPLES=$DIR/samples.csv
-echo "t_s,phase,rss_kb,fds,threads,calls_live,rtp_ports,call_table,transactions,requests_outstanding,seats_available" >"$SAMPLES"
+echo "t_s,phase,rss_kb,fds,threads,calls_live,rtp_ports,call_table,transactions,requests_outstanding,seats_available,ledger_fds" >"$SAMPLES"
 sample() {   # sample T PHASE
-    local st fds thr rss
+    local st fds thr rss lfd
     rss=$(awk '/^VmRSS:/{print $2}' "/proc/$SD_PID/status" 2>/dev/null)
     thr=$(awk '/^Threads:/{print $2}' "/proc/$SD_PID/status" 2>/dev/null)
     fds=$(ls "/proc/$SD_PID/fd" 2>/dev/null | wc -l)
@@ -136,7 +136,10 @@ except ValueError:
 seats = sum(1 for x in s.get("seats", []) if x.get("state") == "available")
 print("%d,%d,%d,%d,%d,%d" % (len(s.get("calls", [])), s["media"]["rtp_ports_in_use"],
       s["call_table"], s["sip"]["transactions"], s["requests_outstanding"], seats))')
-    echo "$1,$2,${rss:-0},$fds,${thr:-0},$st" >>"$SAMPLES"
+    # the ledger's files (SQLite: db + WAL per pool connection, opened lazily up to
+    # ledger.max_connections): counted apart, bounded by the pool
+    lfd=$(ls -l "/proc/$SD_PID/fd" 2>/dev/null | grep -c "/data/smartdesk\.db")
+    echo "$1,$2,${rss:-0},$fds,${thr:-0},$st,$lfd" >>"$SAMPLES"
     # what the fds are, by kind (socket, the ledger's files, pipes…), for the leak report
     ls -l "/proc/$SD_PID/fd" 2>/dev/null | awk 'NR > 1 { t = $NF; sub(/:\[.*/, "", t); sub(/^.*\//, "", t); n[t]++ }
         END { for (k in n) printf "%s=%d ", k, n[k]; print "" }' >"$DIR/fds-$2.txt"
@@ -221,11 +224,15 @@ for col, slack in (("fds", 4), ("rtp_ports", 8), ("call_table", 8), ("transactio
           % (col, idle[col], a, b, after[col], "  GROWS" if grew else ""))
     if grew:
         problems.append("%s grows under steady load (%d -> %d)" % (col, a, b))
-if after["fds"] > idle["fds"] + 2:
+# SQLite opens the db and its WAL per pool connection (at most 8 by default, plus the shm map)
+if after["ledger_fds"] > 2 * 8 + 1:
+    problems.append("ledger fds beyond the pool's 8 connections: %d" % after["ledger_fds"])
+if after["fds"] - after["ledger_fds"] > idle["fds"] - idle["ledger_fds"] + 2:
     d = os.path.dirname(samples)
     kinds = lambda p: open(os.path.join(d, p)).read().strip() if os.path.exists(os.path.join(d, p)) else "?"
     problems.append("fds not back to idle: %d -> %d (idle: %s; after: %s)"
                     % (idle["fds"], after["fds"], kinds("fds-idle.txt"), kinds("fds-after.txt")))
+print("ledger fds (SQLite db + WAL per pool connection): idle %d, after %d" % (idle["ledger_fds"], after["ledger_fds"]))
 for col in ("rtp_ports", "call_table", "calls_live", "requests_outstanding"):
     if after[col] != 0:
         problems.append("%s left after the load: %d" % (col, after[col]))

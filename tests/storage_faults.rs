@@ -284,7 +284,7 @@ async fn postgres_outage_spools_and_replays_exactly_once() {
         spooled.calls,
         spooled.updates,
         drain_time,
-        rows
+        rows.len()
     );
     assert_eq!(d.stop(), Some(0));
 }

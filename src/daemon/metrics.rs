@@ -324,6 +324,17 @@ impl Metrics {
             "Live SIP transactions.",
         );
         let _ = writeln!(o, "smartdesk_sip_transactions {}", snap.transactions);
+        family(
+            &mut o,
+            "smartdesk_rtp_ports_in_use",
+            "gauge",
+            "RTP/RTCP port pairs held by calls and relays still closing.",
+        );
+        let _ = writeln!(
+            o,
+            "smartdesk_rtp_ports_in_use {}",
+            snap.stats.rtp_ports_in_use
+        );
         for (name, help, v) in [
             (
                 "smartdesk_outbox_backlog",

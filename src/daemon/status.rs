@@ -185,6 +185,14 @@ pub async fn status(c: &Control) -> Result<Value, CommandError> {
         "trunks": snap.trunks,
         "seats": snap.seats,
         "calls": calls_json(&snap),
+        // Leak checks (bench/soak.sh): call-table entries (calls still closing a leg
+        // included), relay port pairs and outstanding BYE/CANCEL.
+        "media": {
+            "rtp_ports_in_use": snap.stats.rtp_ports_in_use,
+            "rtp_ports_capacity": snap.stats.rtp_ports_capacity,
+        },
+        "call_table": snap.stats.calls,
+        "requests_outstanding": snap.requests_outstanding,
         "queue_depth": snap.queue_depth,
         "today": today_counts,
         "ledger": {

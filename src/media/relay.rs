@@ -352,11 +352,17 @@ impl RelaySession {
         true
     }
 
+    /// Since when the call counts as silent: the start if no leg has sent RTP yet, else the
+    /// last packet of the leg that went quiet first. A leg that has never sent (the seat
+    /// while the caller is queued, or during message taking) does not count; a leg that
+    /// sent and stopped does, even while the other goes on — an operator's softphone that
+    /// crashed mid-call while the caller keeps talking (found by tests/net_faults.rs).
     fn last_activity(&self) -> Instant {
         [self.a.stats.last_rtp, self.b.stats.last_rtp]
             .into_iter()
             .flatten()
-            .fold(self.started, Instant::max)
+            .min()
+            .map_or(self.started, |t| t.max(self.started))
     }
 
     /// When [`media_timeout`](Self::media_timeout) will next become true, if nothing arrives;
@@ -368,7 +374,8 @@ impl RelaySession {
         self.last_activity().checked_add(self.config.media_timeout)
     }
 
-    /// True when no RTP from either leg for the configured time and no leg is on hold.
+    /// True when a leg that sent RTP has been silent for the configured time (or nothing
+    /// came at all for that long) and no leg is on hold.
     pub fn media_timeout(&self, now: Instant) -> bool {
         self.poll_timeout().is_some_and(|deadline| now >= deadline)
     }
@@ -726,6 +733,35 @@ mod tests {
         assert!(!s.media_timeout(t1 + Duration::from_secs(3600)));
         s.set_hold(Leg::A, false);
         assert!(s.media_timeout(t1 + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn one_leg_going_silent_times_out_while_the_other_talks() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let mut buf = [0u8; 256];
+        let (a_src, b_src) = (addr("203.0.113.9:61000"), addr("192.0.2.20:5000"));
+        // The caller alone (queued): its RTP keeps the call alive.
+        for i in 0..100u16 {
+            let t = t0 + Duration::from_millis(20 * u64::from(i));
+            let n = rtp(i, 1, &mut buf);
+            s.handle_packet(t, Leg::A, PacketKind::Rtp, a_src, &buf[..n]);
+        }
+        assert_eq!(
+            s.poll_timeout(),
+            Some(t0 + Duration::from_millis(1980) + DEFAULT_MEDIA_TIMEOUT)
+        );
+        // The seat talks for a second and its phone dies; the caller goes on.
+        let answered = t0 + Duration::from_secs(2);
+        let n = rtp(1, 2, &mut buf);
+        s.handle_packet(answered, Leg::B, PacketKind::Rtp, b_src, &buf[..n]);
+        for i in 0..3000u16 {
+            let t = answered + Duration::from_millis(20 * u64::from(i));
+            let n = rtp(100 + i, 1, &mut buf);
+            s.handle_packet(t, Leg::A, PacketKind::Rtp, a_src, &buf[..n]);
+        }
+        assert_eq!(s.poll_timeout(), Some(answered + DEFAULT_MEDIA_TIMEOUT));
+        assert!(s.media_timeout(answered + DEFAULT_MEDIA_TIMEOUT));
     }
 
     #[test]

@@ -291,6 +291,13 @@ pub struct Io {
 }
 
 impl Io {
+    /// Gives up on client transaction `key` as if its transport had failed: the TU hears a
+    /// transport error and the layer forgets it (RFC 3261 §9.1: an INVITE whose CANCEL
+    /// brought no final response within 64·T1 is considered cancelled).
+    pub fn abandon(&mut self, key: &TsxKey) {
+        self.layer.handle_transport_error(key);
+    }
+
     /// A token unique to this process run (§19.3 tags, Call-IDs, branches), from the edge's
     /// seed and a counter.
     pub fn unique(&mut self) -> String {

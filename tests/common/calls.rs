@@ -53,39 +53,59 @@ pub fn contractor_greeting(
 
 /// A contractor with a number and a seat, and the daemon running with the clock at `clock`.
 pub fn setup(env: &Env, clock: &str) -> Daemon {
+    setup_with(env, clock, &[])
+}
+
+/// [`setup`] with extra environment variables for the daemon (e.g. short SIP timers:
+/// `SMARTDESK__SIP__T1_MS`).
+pub fn setup_with(env: &Env, clock: &str, vars: &[(&str, &str)]) -> Daemon {
     let mut d = Daemon::configure(env);
     contractor(env, &d, "株式会社ABC", "2026-11-01", Some(NUMBER));
     d.cli(env, &["seat", "add", "op1", "--password", SEAT_PASSWORD])
         .ok();
-    d.start(env, clock);
+    d.start_with(env, clock, vars);
     d
 }
 
 /// The seat's phone: a SIPp UAS on `port` running `scenario_file`, registered via a second
 /// SIPp that logs in with digest auth (Contact = that port).
 pub fn seat(env: &Env, d: &Daemon, label: &str, scenario_file: &str, bport: u16) -> (Proc, u16) {
-    let port = super::peers::free_udp_port();
-    let uas = sipp(
-        env.dir.path(),
+    seat_opts(
+        env,
+        d,
         label,
-        &d.target(),
-        &[
-            "-sf",
-            scenario(scenario_file).to_str().expect("path"),
-            "-p",
-            &port.to_string(),
-            "-key",
-            "bport",
-            &bport.to_string(),
-            "-key",
-            "codec",
-            "0",
-            "-d",
-            "1500",
-            "-m",
-            "1",
-        ],
-    );
+        scenario_file,
+        bport,
+        &["-d", "1500", "-m", "1"],
+    )
+}
+
+/// [`seat`] with SIPp options `opts` instead of one call holding 1.5 s (e.g. `-d`, `-m`,
+/// `-lost`).
+pub fn seat_opts(
+    env: &Env,
+    d: &Daemon,
+    label: &str,
+    scenario_file: &str,
+    bport: u16,
+    opts: &[&str],
+) -> (Proc, u16) {
+    let port = super::peers::free_udp_port();
+    let mut args = vec![
+        "-sf".to_owned(),
+        scenario(scenario_file).to_str().expect("path").to_owned(),
+        "-p".to_owned(),
+        port.to_string(),
+        "-key".to_owned(),
+        "bport".to_owned(),
+        bport.to_string(),
+        "-key".to_owned(),
+        "codec".to_owned(),
+        "0".to_owned(),
+    ];
+    args.extend(opts.iter().map(|o| (*o).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let uas = sipp(env.dir.path(), label, &d.target(), &args);
     login(env, d, port);
     (uas, port)
 }
@@ -142,30 +162,48 @@ pub fn carrier_as(
     aport: u16,
     hold_ms: u32,
 ) -> Proc {
-    sipp(
-        env.dir.path(),
+    let hold = hold_ms.to_string();
+    carrier_opts(
+        env,
+        d,
         label,
-        &d.target(),
-        &[
-            "-sf",
-            scenario(scenario_file).to_str().expect("path"),
-            "-s",
-            number,
-            "-key",
-            "aport",
-            &aport.to_string(),
-            "-key",
-            "caller",
-            "09012345678",
-            "-key",
-            "privacy",
-            "X-Test: 1",
-            "-d",
-            &hold_ms.to_string(),
-            "-m",
-            "1",
-        ],
+        scenario_file,
+        number,
+        aport,
+        &["-d", &hold, "-m", "1"],
     )
+}
+
+/// [`carrier_as`] with SIPp options `opts` instead of one call (e.g. `-d`, `-r`, `-m`,
+/// `-lost`).
+pub fn carrier_opts(
+    env: &Env,
+    d: &Daemon,
+    label: &str,
+    scenario_file: &str,
+    number: &str,
+    aport: u16,
+    opts: &[&str],
+) -> Proc {
+    let aport = aport.to_string();
+    let path = scenario(scenario_file);
+    let mut args = vec![
+        "-sf",
+        path.to_str().expect("path"),
+        "-s",
+        number,
+        "-key",
+        "aport",
+        &aport,
+        "-key",
+        "caller",
+        "09012345678",
+        "-key",
+        "privacy",
+        "X-Test: 1",
+    ];
+    args.extend_from_slice(opts);
+    sipp(env.dir.path(), label, &d.target(), &args)
 }
 
 /// The relay port smartdesk put into SDP it sent to a SIPp (the `m=audio` port that is not
@@ -328,31 +366,64 @@ pub fn carrier_load(
     )
 }
 
-/// The counting invariant (SPEC §3) over `calls --json` rows: every call in `answered` has
-/// exactly one row, no call has two, every row is a call in `sent`, and all are billable.
-/// Returns the number of rows.
+/// The counting invariant (SPEC §3): every call in `reached` (the carrier got an answer
+/// that only a counted call gets) has exactly one row, no call has two, every row is a call
+/// in `placed` (the carrier sent its INVITE), and every row is billable (an assigned number
+/// of a contract in force). Returns the rows by Call-ID.
 pub fn assert_counted_once(
     calls: &[serde_json::Value],
-    answered: &BTreeSet<String>,
-    sent: &BTreeSet<String>,
-) -> usize {
-    let mut rows: BTreeMap<String, usize> = BTreeMap::new();
+    reached: &BTreeSet<String>,
+    placed: &BTreeSet<String>,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut rows: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut doubled = Vec::new();
     for c in calls {
-        *rows
-            .entry(c["call_id"].as_str().unwrap_or_default().to_owned())
-            .or_default() += 1;
+        let id = c["call_id"].as_str().unwrap_or_default().to_owned();
         assert_eq!(c["billable"], true, "{c}");
+        if rows.insert(id.clone(), c.clone()).is_some() {
+            doubled.push(id);
+        }
     }
-    let doubled: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "counted twice: {doubled:?}");
-    let lost: Vec<_> = answered.iter().filter(|c| !rows.contains_key(*c)).collect();
+    let lost: Vec<_> = reached.iter().filter(|c| !rows.contains_key(*c)).collect();
     assert!(lost.is_empty(), "answered but not counted: {lost:?}");
-    let invented: Vec<_> = rows.keys().filter(|c| !sent.contains(*c)).collect();
+    let invented: Vec<_> = rows.keys().filter(|c| !placed.contains(*c)).collect();
     assert!(
         invented.is_empty(),
         "rows for calls never placed: {invented:?}"
     );
-    rows.len()
+    rows
+}
+
+/// `calls --live --json`: the calls in progress.
+pub fn live_calls(env: &Env, d: &Daemon) -> Vec<serde_json::Value> {
+    let v = d.cli(env, &["calls", "--live", "--json"]).ok().json();
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Polls `status --json` until no call is in progress and no relay port is held (timers
+/// such as Timer F may still run), at most `within`; returns the last status.
+pub fn idle_status(env: &Env, d: &Daemon, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = d.cli(env, &["status", "--json"]).ok().json();
+        let idle =
+            s["calls"].as_array().is_some_and(Vec::is_empty) && s["media"]["rtp_ports_in_use"] == 0;
+        if idle || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The ACD state of seat `name` in `status --json`.
+pub fn seat_state(status: &serde_json::Value, name: &str) -> String {
+    status["seats"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .and_then(|s| s["state"].as_str())
+        .unwrap_or("missing")
+        .to_owned()
 }
 
 /// The queue log (offers, answers, declines, no-answers) of November 2026.

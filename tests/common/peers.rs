@@ -2,6 +2,7 @@
 //! process on loopback and stopped by its pid when the guard drops (also when a test fails).
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -343,4 +344,81 @@ pub fn sipp_trace(dir: &Path, label: &str) -> String {
         }
     }
     out
+}
+
+/// One message in a SIPp message trace (`-trace_msg`).
+#[derive(Debug, Clone)]
+pub struct TraceMsg {
+    /// When SIPp logged it, seconds since the Unix epoch (its local clock, to the µs).
+    pub at: f64,
+    pub sent: bool,
+    /// The start line: `INVITE sip:…` or `SIP/2.0 200 OK`.
+    pub start: String,
+    pub call_id: String,
+    pub cseq: String,
+}
+
+impl TraceMsg {
+    /// The status code of a response, `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        self.start.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+    }
+    pub fn method(&self) -> Option<&str> {
+        (self.status().is_none()).then(|| self.start.split(' ').next().unwrap_or_default())
+    }
+}
+
+/// The messages of SIPp trace `label`'s `*_messages.log`, in order.
+pub fn trace_msgs(dir: &Path, label: &str) -> Vec<TraceMsg> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir.join(format!("sipp-{label}"))) else {
+        return out;
+    };
+    for f in rd.flatten().map(|e| e.path()) {
+        if !f.to_string_lossy().ends_with("_messages.log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for block in text
+            .split("----------------------------------------------- ")
+            .skip(1)
+        {
+            let mut lines = block.lines();
+            let stamp = lines.next().unwrap_or_default().trim();
+            let Ok(at) = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.f")
+            else {
+                continue;
+            };
+            let at = at.and_utc().timestamp_micros() as f64 / 1e6;
+            let kind = lines.next().unwrap_or_default();
+            let mut rest = lines.skip_while(|l| l.trim().is_empty());
+            let start = rest.next().unwrap_or_default().trim().to_owned();
+            let mut call_id = String::new();
+            let mut cseq = String::new();
+            for l in rest.take_while(|l| !l.trim().is_empty()) {
+                if let Some(v) = l.strip_prefix("Call-ID:") {
+                    call_id = v.trim().to_owned();
+                } else if let Some(v) = l.strip_prefix("CSeq:") {
+                    cseq = v.trim().to_owned();
+                }
+            }
+            out.push(TraceMsg {
+                at,
+                sent: kind.contains("message sent"),
+                start,
+                call_id,
+                cseq,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.at.total_cmp(&b.at));
+    out
+}
+
+/// The Call-IDs of the traced messages that `pick` selects.
+pub fn call_ids(msgs: &[TraceMsg], pick: impl Fn(&TraceMsg) -> bool) -> BTreeSet<String> {
+    msgs.iter()
+        .filter(|m| pick(m))
+        .map(|m| m.call_id.clone())
+        .collect()
 }

@@ -446,6 +446,9 @@ pub struct B2buaStats {
     pub unknown_number: u64,
     /// INVITEs answered 503 because the daemon is shutting down.
     pub refused_draining: u64,
+    /// RTP/RTCP port pairs held: by calls, and by ended calls until their relay closes.
+    pub rtp_ports_in_use: usize,
+    pub rtp_ports_capacity: usize,
 }
 
 /// The call table and its rules.
@@ -546,6 +549,8 @@ impl B2bua {
     pub fn stats(&self) -> B2buaStats {
         B2buaStats {
             calls: self.calls.len(),
+            rtp_ports_in_use: self.ports.in_use(),
+            rtp_ports_capacity: self.ports.capacity(),
             ..self.stats
         }
     }
@@ -767,6 +772,33 @@ impl B2bua {
         if call.phase != Phase::Admitting {
             return;
         }
+        if call.cancelled {
+            // The caller cancelled while its row was being written: now that it is durable,
+            // leg A gets its 487 and the row its outcome (found by tests/net_faults.rs, CANCEL
+            // right after 100 Trying: the call was dropped before its admission and the row
+            // kept no outcome).
+            let (row, outcome) = match admission {
+                Admission::Unavailable => (None, "failed"),
+                Admission::Reject { row, .. } => (row, "abandoned"),
+                Admission::Announce { row, outcome, .. } => (Some(row), outcome),
+                Admission::Route {
+                    row,
+                    contractor_id,
+                    name,
+                    greeting,
+                    ..
+                } => {
+                    call.contractor = Some((contractor_id, name, greeting));
+                    (Some(row), "abandoned")
+                }
+            };
+            call.row = row;
+            call.outcome = Some(outcome);
+            self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+            self.finish(id, outcome);
+            self.remove_if_done(id);
+            return;
+        }
         match admission {
             Admission::Unavailable => {
                 let retry = LEDGER_RETRY_AFTER_SECS.to_string();
@@ -787,12 +819,8 @@ impl B2bua {
             } => {
                 call.row = row;
                 call.outcome = outcome;
-                if call.cancelled {
-                    call.outcome = Some("abandoned");
-                } else {
-                    let reason = crate::sip::message::reason_phrase(status);
-                    self.fail_a(io, now, id, status, reason, &[]);
-                }
+                let reason = crate::sip::message::reason_phrase(status);
+                self.fail_a(io, now, id, status, reason, &[]);
                 self.finish(id, "failed");
                 self.remove_if_done(id);
             }
@@ -803,11 +831,6 @@ impl B2bua {
             } => {
                 call.row = Some(row);
                 call.outcome = Some(outcome);
-                if call.cancelled {
-                    self.finish(id, outcome);
-                    self.remove_if_done(id);
-                    return;
-                }
                 self.announce(io, now, id, prompt);
             }
             Admission::Route {
@@ -819,11 +842,6 @@ impl B2bua {
             } => {
                 call.row = Some(row);
                 call.contractor = Some((contractor_id, name, greeting));
-                if call.cancelled {
-                    self.finish(id, "abandoned");
-                    self.remove_if_done(id);
-                    return;
-                }
                 if call.a_offer.as_ref().is_some_and(is_fax_only) {
                     // A fax machine offering T.38 straight away: never ring an operator.
                     // Counted (the row is written) and refused, outcome fax (SPEC §3).
@@ -1742,8 +1760,29 @@ impl B2bua {
         match purpose {
             Purpose::BInvite => self.seat_failed(io, now, id, key, OfferEnd::Unreachable),
             Purpose::ReInvite => self.fail_reinvite(io, now, id, 408, "Request Timeout"),
-            Purpose::Cancel | Purpose::Bye => {
+            Purpose::Bye => {
                 self.client.remove(key);
+            }
+            Purpose::Cancel => {
+                self.client.remove(key);
+                // §9.1: no final response within 64·T1 of our CANCEL (its Timer F): the
+                // INVITE it cancelled is given up too. Else a phone that went silent after
+                // its 180 (crashed, or a SIPp that aborted on the CANCEL) held the call and
+                // itself `ringing` until its registration expired (found by bench/soak.sh).
+                let stuck: Vec<TsxKey> = self
+                    .calls
+                    .get(&id)
+                    .map(|c| {
+                        c.b.iter()
+                            .chain(c.dying.iter())
+                            .filter(|b| b.cancel_sent && !b.answered)
+                            .map(|b| b.invite_tsx.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for k in stuck {
+                    io.abandon(&k);
+                }
             }
         }
     }
@@ -1778,9 +1817,13 @@ impl B2bua {
         };
         call.cancelled = true;
         let phase = call.phase;
-        self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+        if phase != Phase::Admitting {
+            self.fail_a(io, now, id, 487, "Request Terminated", &[]);
+        }
         match phase {
-            Phase::Admitting => {} // finished when the admission arrives
+            // Nothing beyond 100 Trying before the row is durable: the 487 goes out when the
+            // admission arrives (handle_admission), which also finishes the row.
+            Phase::Admitting => {}
             Phase::Ringing => {
                 self.finish(id, "abandoned");
                 self.cancel_b(io, now, id);
@@ -2309,9 +2352,15 @@ impl B2bua {
             }
             return;
         }
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        if notice == MediaNotice::Failed {
+            // The relay never ran (its ports could not be bound) and no Stopped will follow
+            // for it: the ports go back when the call ends (found by bench/soak.sh, where
+            // another process held a port of the range and every such call leaked a pair).
+            call.media_started = false;
+        }
         match notice {
             MediaNotice::PlayFinished if call.phase == Phase::Announcing => {
                 self.bye(io, now, id, Side::A);

@@ -596,6 +596,44 @@ fn cancel_while_ringing_cancels_the_seat_and_counts_abandoned() {
 }
 
 #[test]
+fn cancel_while_the_row_is_written_still_finishes_the_row() {
+    // Regression (tests/net_faults.rs): a CANCEL right after 100 Trying, before the
+    // admission, dropped the call (and answered 487 before the row was durable); its row,
+    // written anyway, never got an outcome.
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    h.feed(CARRIER, &invite("c9", "1", "", OFFER));
+    let admit = h.take_effects();
+    let [CallEffect::Admit { call, .. }] = admit.as_slice() else {
+        panic!("{admit:?}")
+    };
+    let cancel = invite("c9", "1", "", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let st = statuses(&h.feed(CARRIER, &cancel));
+    assert_eq!(
+        st,
+        [200],
+        "the 487 waits for the durable row (only 100 before it)"
+    );
+    assert_eq!(h.calls(), 1, "kept until its row is known");
+    let out = h.admit(*call, route(12));
+    assert_eq!(
+        statuses(&out),
+        [487],
+        "no seat rings for a cancelled call: {out:?}"
+    );
+    assert!(h.take_effects().iter().any(|e| matches!(
+        e,
+        CallEffect::Finished {
+            outcome: "abandoned",
+            row: 12,
+            ..
+        }
+    )));
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
 fn cancel_before_the_seat_rings_waits_for_its_provisional() {
     let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
     let inv = ring(&mut h, "c2");
@@ -1482,4 +1520,70 @@ fn refused_late_offers_do_not_leak_rtp_ports() {
         assert_eq!(statuses(&out).last(), Some(&480), "call {i}: {out:?}");
         h.take_effects();
     }
+}
+
+#[test]
+fn relay_that_failed_to_start_gives_its_ports_back() {
+    // Found by bench/soak.sh: the relay could not bind its ports (another process held one);
+    // the edge reports Failed and at once Stopped, before the call is gone, so the ports
+    // waited for a second Stopped that never comes: leaked for good.
+    for seat_answers in [false, true] {
+        let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+        let inv = ring(&mut h, "f1");
+        assert!(h.ep.b2bua().unwrap().stats().rtp_ports_in_use > 0);
+        h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+        h.ep.handle_media(h.now, 0, MediaNotice::Failed);
+        h.ep.handle_media(h.now, 0, MediaNotice::Stopped);
+        let out = h.drain();
+        assert!(statuses(&out).contains(&500), "{out:?}");
+        let cancel = only(&out, SEAT1)[0].clone();
+        assert_eq!(cancel.method(), Some(&SipMethod::Cancel));
+        h.feed_msg(
+            SEAT1,
+            &wire::response(&cancel, 200, "OK", Some("s1"), &[], None).unwrap(),
+        );
+        if seat_answers {
+            // The seat's 200 crossed the CANCEL: ACK and BYE, and its 200 for the BYE.
+            let out = h.feed_msg(SEAT1, &seat_reply(&inv, 200, "s1", Some(SEAT_ANSWER)));
+            let bye = only(&out, SEAT1)
+                .into_iter()
+                .find(|m| m.method() == Some(&SipMethod::Bye))
+                .expect("BYE to the seat")
+                .clone();
+            h.feed_msg(
+                SEAT1,
+                &wire::response(&bye, 200, "OK", None, &[], None).unwrap(),
+            );
+        } else {
+            h.feed_msg(SEAT1, &seat_reply(&inv, 487, "s1", None));
+        }
+        h.advance(Duration::from_secs(40));
+        let stats = h.ep.b2bua().unwrap().stats();
+        assert_eq!(
+            (stats.calls, stats.rtp_ports_in_use),
+            (0, 0),
+            "answers: {seat_answers}"
+        );
+    }
+}
+
+#[test]
+fn a_seat_silent_after_its_180_and_our_cancel_is_given_up_after_64_t1() {
+    // Found by bench/soak.sh: the seat's phone sent 180 and then nothing, not even an answer
+    // to our CANCEL; the call stayed `ending` and the seat `ringing` until its registration
+    // expired.
+    let mut h = H::new(vec![seat(1, "op1", SEAT1)]);
+    let inv = ring(&mut h, "s9");
+    h.feed_msg(SEAT1, &seat_reply(&inv, 180, "s1", None));
+    let cancel = invite("s9", "1", "", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let out = h.feed(CARRIER, &cancel);
+    assert_eq!(only(&out, SEAT1)[0].method(), Some(&SipMethod::Cancel));
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.calls(), 1, "still waiting within 64·T1");
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.calls(), 0, "given up after 64·T1");
+    let seats = h.ep.acd_snapshot(h.now).seats;
+    assert_ne!(seats[0].state.name(), "ringing");
 }

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::calls::*;
-use common::peers::{sipp_trace, OPEN};
+use common::peers::{call_ids, trace_msgs, OPEN};
 
 e2e_both!(kill_9_at_random_moments_loses_and_doubles_nothing, |env| {
     let mut d = setup(&env, OPEN);

@@ -801,5 +801,72 @@ e2e_both!(portal_refuses_what_it_must, |env| {
         !log.contains(&otp) && !log.contains("brand-new-pw-1"),
         "no passwords in the log"
     );
+
+    // A reset from the CLI (forgotten or leaked password) ends the user's sessions at their
+    // next request; so does removing the account, and its login is refused afterwards.
+    let reset = d
+        .cli(
+            &env,
+            &[
+                "contractor",
+                "user",
+                "reset",
+                "--email",
+                "a@abc.example.jp",
+                "--json",
+            ],
+        )
+        .ok()
+        .json()["one_time_password"]
+        .as_str()
+        .expect("otp")
+        .to_owned();
+    let (st, _) = get(&http, &format!("{base}/portal/{a}/calls"), &s1).await;
+    assert_eq!(st, 303, "the session ended with the reset");
+    let s3 = http_login(&http, &base, "a@abc.example.jp", &reset)
+        .await
+        .expect("login with the new one-time password");
+    let (st, _) = get(&http, &format!("{base}/portal/password"), &s3).await;
+    assert_eq!(st, 200);
+    let unknown = d.cli(
+        &env,
+        &[
+            "contractor",
+            "user",
+            "remove",
+            "--email",
+            "nobody@abc.example.jp",
+        ],
+    );
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("--email"), "{}", unknown.stderr);
+    d.cli(
+        &env,
+        &[
+            "contractor",
+            "user",
+            "remove",
+            "--email",
+            "A@abc.example.jp",
+        ],
+    )
+    .ok();
+    let (st, _) = get(&http, &format!("{base}/portal/password"), &s3).await;
+    assert_eq!(st, 303, "the session ended with the removal");
+    assert_eq!(
+        http_login(&http, &base, "a@abc.example.jp", &reset).await,
+        Err(401)
+    );
+    let listed = d
+        .cli(
+            &env,
+            &["contractor", "user", "list", &a.to_string(), "--json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0));
+    assert!(d
+        .log_text()
+        .contains("portal session ended: the account was removed or its password reset"));
     assert_eq!(d.stop(), Some(0), "{}", d.log_text());
 });

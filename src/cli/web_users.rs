@@ -1,5 +1,5 @@
-//! Web accounts (issue #8 §1, §3): `contractor user add|reset|list` for the contractor
-//! portal, `admin add|reset` for the admin view. Each new or reset account gets a one-time
+//! Web accounts (issue #8 §1, §3): `contractor user add|reset|list|remove` for the contractor
+//! portal, `admin add|reset|remove` for the admin view. Each new or reset account gets a one-time
 //! password, printed once, that must be replaced at the first login.
 
 use chrono::Utc;
@@ -25,6 +25,11 @@ pub enum ContractorUserCmd {
     },
     /// The contractor's portal logins.
     List { id: String },
+    /// Delete a portal login (a user who left); its open sessions end at once.
+    Remove {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +41,8 @@ pub enum AdminCmd {
     },
     /// Replace an admin's password with a new one-time password.
     Reset { name: String },
+    /// Delete an admin account; its open sessions end at once.
+    Remove { name: String },
 }
 
 /// A login e-mail address, lower-cased: one `@`, both sides non-empty, no spaces or
@@ -134,6 +141,10 @@ pub(crate) async fn contractor_user(
             }
             Ok(())
         }
+        ContractorUserCmd::Remove { email } => {
+            let email = parse_email("--email", &email)?;
+            remove(g, ledger, &email, true).await
+        }
     }
 }
 
@@ -149,11 +160,17 @@ pub(crate) async fn admin(g: &GlobalArgs, ledger: &Ledger, cmd: AdminCmd) -> Cli
             let name = parse_admin_name(&name)?;
             reset(g, ledger, &name, false).await
         }
+        AdminCmd::Remove { name } => {
+            let name = parse_admin_name(&name)?;
+            remove(g, ledger, &name, false).await
+        }
     }
 }
 
-async fn reset(g: &GlobalArgs, ledger: &Ledger, login: &str, contractor: bool) -> CliResult {
-    let u = ledger
+/// The account `login` of the kind asked for (a contractor's user or an admin); an unknown
+/// one is a bad-input error naming the field.
+async fn account(ledger: &Ledger, login: &str, contractor: bool) -> CliResult<WebUser> {
+    ledger
         .web_user_by_login(login)
         .await?
         .filter(|u| u.contractor_id.is_some() == contractor)
@@ -165,7 +182,22 @@ async fn reset(g: &GlobalArgs, ledger: &Ledger, login: &str, contractor: bool) -
                     if contractor { "portal user" } else { "admin" }
                 ),
             )
-        })?;
+        })
+}
+
+async fn remove(g: &GlobalArgs, ledger: &Ledger, login: &str, contractor: bool) -> CliResult {
+    let u = account(ledger, login, contractor).await?;
+    ledger.remove_web_user(u.id).await?;
+    if g.json {
+        print_json(&serde_json::json!({ "removed": u.login, "id": u.id }))
+    } else {
+        println!("removed {}", u.login);
+        Ok(())
+    }
+}
+
+async fn reset(g: &GlobalArgs, ledger: &Ledger, login: &str, contractor: bool) -> CliResult {
+    let u = account(ledger, login, contractor).await?;
     let (pw, phc) = one_time_hash()?;
     ledger.set_web_password(u.id, &phc, true).await?;
     print_account(g, &u, &pw, "password reset for")

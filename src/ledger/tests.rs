@@ -461,6 +461,14 @@ both_backends!(web_users_and_test_reports, |l| {
     );
     assert_eq!(l.web_users(Some(c.id)).await.expect("list").len(), 1);
     assert_eq!(l.web_users(None).await.expect("admins")[0].login, "boss");
+    // Removal: gone from lookups; removing again is NotFound.
+    l.remove_web_user(admin.id).await.expect("remove");
+    assert!(l.web_user(admin.id).await.expect("get").is_none());
+    assert!(l.web_users(None).await.expect("admins").is_empty());
+    assert!(matches!(
+        l.remove_web_user(admin.id).await,
+        Err(LedgerError::NotFound { .. })
+    ));
     // A test report: one outbox row per live channel, none without channels.
     let payload = serde_json::json!({"kind": "test"});
     assert_eq!(

@@ -120,4 +120,23 @@ impl Ledger {
         }
         Ok(())
     }
+
+    /// Deletes a web account (a user who left, an admin no longer needed). Its sessions end
+    /// at their next request: the portal checks the account on every request.
+    pub async fn remove_web_user(&self, id: i64) -> Result<(), LedgerError> {
+        let n = on_pool!(self, |p| {
+            sqlx::query("DELETE FROM web_users WHERE id = $1")
+                .bind(id)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(LedgerError::NotFound {
+                what: "web user",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
 }

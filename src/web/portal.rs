@@ -70,6 +70,17 @@ pub struct PortalLogin {
     pub contractor_id: Option<i64>,
     /// Logged in with the one-time password: only the password page is open.
     pub must_change: bool,
+    /// Fingerprint of the password hash the session was opened with (not the hash itself):
+    /// a reset or removal of the account in the ledger ends the session at its next request.
+    pub credential: u64,
+}
+
+/// A process-local fingerprint of a stored password hash (sessions live in memory only).
+fn credential_of(phc: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    phc.hash(&mut h);
+    h.finish()
 }
 
 /// A logged-in portal user or admin.
@@ -95,13 +106,33 @@ impl IntoResponse for NotLoggedIn {
 }
 
 impl FromRequestParts<State> for PortalUser {
-    type Rejection = NotLoggedIn;
+    type Rejection = Response;
 
+    /// The session of the request's cookie, checked against the ledger on every request: an
+    /// account removed (`contractor user remove`, `admin remove`) or reset since the login
+    /// (`… reset`: a forgotten or leaked password) ends the session here.
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
         let page = parts.method == axum::http::Method::GET;
-        let token = cookie(&parts.headers, COOKIE).ok_or(NotLoggedIn(page))?;
-        let session = state.portal_sessions.get(&token).ok_or(NotLoggedIn(page))?;
-        Ok(PortalUser { session, token })
+        let out = || NotLoggedIn(page).into_response();
+        let token = cookie(&parts.headers, COOKIE).ok_or_else(out)?;
+        let session = state.portal_sessions.get(&token).ok_or_else(out)?;
+        match state.daemon.ledger.web_user(session.user_id).await {
+            Ok(Some(u))
+                if credential_of(&u.password) == session.credential
+                    && u.contractor_id == session.contractor_id =>
+            {
+                Ok(PortalUser { session, token })
+            }
+            Ok(_) => {
+                state.portal_sessions.remove(&token);
+                tracing::info!(
+                    user = %session.login,
+                    "portal session ended: the account was removed or its password reset"
+                );
+                Err(out())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 
@@ -348,6 +379,7 @@ pub async fn login(
         login: user.login.clone(),
         contractor_id: user.contractor_id,
         must_change: user.must_change,
+        credential: credential_of(&user.password),
     });
     tracing::info!(user = %user.login, role = %user.role, client = %ip, "portal login");
     let to = if user.must_change {
@@ -519,6 +551,7 @@ pub async fn change_password(
     let t = match keep {
         Some(mut s) => {
             s.who.must_change = false;
+            s.who.credential = credential_of(&phc);
             state.portal_sessions.create(s.who)
         }
         None => return Redirect::to("/portal/login").into_response(),

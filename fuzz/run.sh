@@ -4,6 +4,9 @@
 # 10 s per target; maintainers run longer campaigns.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]        default: 60 seconds, all targets
+#   fuzz/run.sh 0                            build only
+#   FUZZ_PROFILE=dev fuzz/run.sh 10          unoptimised build (CI: compiles in about a third
+#                                            of the time; fewer runs per second)
 #
 # Works on the stable toolchain: cargo-fuzz needs -Zsanitizer, which RUSTC_BOOTSTRAP=1 unlocks
 # (see fuzz/README.md). Needs `cargo install cargo-fuzz` and a C++ compiler (libFuzzer is built
@@ -86,8 +89,16 @@ max_len_for() {
     esac
 }
 
-echo "building all targets (release, debug assertions, ASan)"
-cargo fuzz build -O >/dev/null
+case "${FUZZ_PROFILE:-release}" in
+    release) PROFILE_FLAG=-O ;;
+    dev) PROFILE_FLAG=--dev ;;
+    *) echo "FUZZ_PROFILE must be release or dev" >&2; exit 2 ;;
+esac
+echo "building all targets (${FUZZ_PROFILE:-release}, debug assertions, ASan)"
+cargo fuzz build "$PROFILE_FLAG" >/dev/null
+if [ "$SECONDS_PER_TARGET" = 0 ]; then
+    exit 0
+fi
 
 mkdir -p "$FUZZ_DIR/logs"
 failed=()
@@ -98,7 +109,7 @@ for t in "${TARGETS[@]}"; do
     # -timeout: one input taking over 10 s is a hang. -malloc_limit_mb: inputs are at most
     # 64 KiB, so a single allocation over 256 MiB means input-controlled growth.
     # shellcheck disable=SC2046
-    if cargo fuzz run -O "$t" "$FUZZ_DIR/corpus/$t" -- \
+    if cargo fuzz run "$PROFILE_FLAG" "$t" "$FUZZ_DIR/corpus/$t" -- \
         -max_total_time="$SECONDS_PER_TARGET" -max_len="$(max_len_for "$t")" \
         -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 -print_final_stats=1 \
         $(dict_for "$t") >"$log" 2>&1; then
@@ -116,7 +127,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
-    echo "crashes in: ${failed[*]} (inputs in fuzz/artifacts/, replay with: RUSTC_BOOTSTRAP=1 cargo fuzz run -O <target> <file>)"
+    echo "crashes in: ${failed[*]} (inputs in fuzz/artifacts/, replay with: RUSTC_BOOTSTRAP=1 cargo fuzz run $PROFILE_FLAG <target> <file>)"
     exit 1
 fi
 echo "no crashes"

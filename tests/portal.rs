@@ -619,6 +619,14 @@ e2e_both!(contractor_portal_and_admin_view, |env| {
     l.close().await;
 });
 
+/// The one-time password a successful `… user add|reset --json` printed.
+fn one_time_password(run: common::Run) -> String {
+    run.ok().json()["one_time_password"]
+        .as_str()
+        .expect("otp")
+        .to_owned()
+}
+
 /// The portal session token a response sets.
 fn session_of(r: &reqwest::Response) -> Option<String> {
     r.headers()
@@ -658,24 +666,18 @@ e2e_both!(portal_refuses_what_it_must, |env| {
     let web = d.web_on_free_port("");
     let base = format!("http://127.0.0.1:{web}");
     let a = contractor(&env, &d, "株式会社ABC", "2026-10-01", None);
-    let otp = d
-        .cli(
-            &env,
-            &[
-                "contractor",
-                "user",
-                "add",
-                &a.to_string(),
-                "--email",
-                "a@abc.example.jp",
-                "--json",
-            ],
-        )
-        .ok()
-        .json()["one_time_password"]
-        .as_str()
-        .expect("otp")
-        .to_owned();
+    let otp = one_time_password(d.cli(
+        &env,
+        &[
+            "contractor",
+            "user",
+            "add",
+            &a.to_string(),
+            "--email",
+            "a@abc.example.jp",
+            "--json",
+        ],
+    ));
     d.start(&env, OPEN);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -804,23 +806,17 @@ e2e_both!(portal_refuses_what_it_must, |env| {
 
     // A reset from the CLI (forgotten or leaked password) ends the user's sessions at their
     // next request; so does removing the account, and its login is refused afterwards.
-    let reset = d
-        .cli(
-            &env,
-            &[
-                "contractor",
-                "user",
-                "reset",
-                "--email",
-                "a@abc.example.jp",
-                "--json",
-            ],
-        )
-        .ok()
-        .json()["one_time_password"]
-        .as_str()
-        .expect("otp")
-        .to_owned();
+    let reset = one_time_password(d.cli(
+        &env,
+        &[
+            "contractor",
+            "user",
+            "reset",
+            "--email",
+            "a@abc.example.jp",
+            "--json",
+        ],
+    ));
     let (st, _) = get(&http, &format!("{base}/portal/{a}/calls"), &s1).await;
     assert_eq!(st, 303, "the session ended with the reset");
     let s3 = http_login(&http, &base, "a@abc.example.jp", &reset)

@@ -476,13 +476,7 @@ impl Ledger {
                 .await?
                 .rows_affected()
         });
-        if n == 0 {
-            return Err(LedgerError::NotFound {
-                what: "assigned number",
-                id: number.to_string(),
-            });
-        }
-        Ok(())
+        LedgerError::touched(n, "assigned number", number)
     }
 
     /// Who holds `number` now (the call path's lookup).

@@ -98,6 +98,18 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// `Ok` when a statement touched a row; `NotFound` naming `what` and `id` when it touched
+    /// none (an UPDATE or DELETE by key).
+    pub(crate) fn touched(rows: u64, what: &'static str, id: impl ToString) -> Result<(), Self> {
+        if rows == 0 {
+            return Err(LedgerError::NotFound {
+                what,
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether waiting can cure it: SQLite's disk full (`SQLITE_FULL`), busy or locked, or
     /// an I/O error; a lost connection or an exhausted pool. A constraint violation or bad
     /// data stays bad however often it is retried.

@@ -371,13 +371,7 @@ impl Ledger {
             .await?
             .rows_affected()
         });
-        if n == 0 {
-            return Err(LedgerError::NotFound {
-                what: "failed report",
-                id: id.to_string(),
-            });
-        }
-        Ok(())
+        LedgerError::touched(n, "failed report", id)
     }
 
     /// Outbox rows of these records (delivery status per record and channel).

@@ -129,13 +129,7 @@ impl Ledger {
             .await?
             .rows_affected()
         });
-        if n == 0 {
-            return Err(LedgerError::NotFound {
-                what: "seat",
-                id: name.to_string(),
-            });
-        }
-        Ok(())
+        LedgerError::touched(n, "seat", name)
     }
 
     /// Replaces a seat's skills (the ACD picks them up within seconds).
@@ -149,12 +143,6 @@ impl Ledger {
                 .await?
                 .rows_affected()
         });
-        if n == 0 {
-            return Err(LedgerError::NotFound {
-                what: "seat",
-                id: name.to_string(),
-            });
-        }
-        Ok(())
+        LedgerError::touched(n, "seat", name)
     }
 }

@@ -112,13 +112,7 @@ impl Ledger {
                 .await?
                 .rows_affected()
         });
-        if n == 0 {
-            return Err(LedgerError::NotFound {
-                what: "web user",
-                id: id.to_string(),
-            });
-        }
-        Ok(())
+        LedgerError::touched(n, "web user", id)
     }
 
     /// Deletes a web account (a user who left, an admin no longer needed). Its sessions end
@@ -131,12 +125,6 @@ impl Ledger {
                 .await?
                 .rows_affected()
         });
-        if n == 0 {
-            return Err(LedgerError::NotFound {
-                what: "web user",
-                id: id.to_string(),
-            });
-        }
-        Ok(())
+        LedgerError::touched(n, "web user", id)
     }
 }
